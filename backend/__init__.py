@@ -1,0 +1,1 @@
+"""PERS: a multi-tenant loyalty platform whose ledger is an EVM chain."""

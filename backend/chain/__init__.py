@@ -1,0 +1,1 @@
+"""The chain layer: compiler pipeline, node connections, contract deployment, EIP-712 typed data."""

@@ -1,0 +1,128 @@
+"""A connection to one network: the embedded EVM (py-evm through eth-tester) or a JSON-RPC node.
+Sends the platform's own transactions (deployments, tenant onboarding) from the relayer account,
+with EIP-1559 fees and the per-transaction gas cap enforced before anything is broadcast."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_typing import ChecksumAddress, HexStr
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
+from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import TxParams, TxReceipt
+
+from backend.chain.artifacts import abi, artifact
+from backend.kit.errors import ChainError, ConfigError, GasCapExceeded
+from backend.settings import NetworkConfig, Settings, resolve_rpc_url
+
+# The well-known development mnemonic (anvil, hardhat): its accounts are funded on dev networks.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+GAS_HEADROOM = 1.2  # estimate × headroom, still within the cap
+RECEIPT_TIMEOUT = 120.0
+
+Account.enable_unaudited_hdwallet_features()
+
+
+def dev_account(index: int = 0) -> LocalAccount:
+    account: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return account
+
+
+@dataclass
+class Chain:
+    w3: Web3
+    network: NetworkConfig
+    relayer: LocalAccount
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def contract(self, name: str, address: str) -> Contract:
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi(name))
+
+    def has_code(self, address: str) -> bool:
+        return len(self.w3.eth.get_code(Web3.to_checksum_address(address))) > 0
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        response = self.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+        if "error" in response:
+            raise ChainError(f"{method} failed: {response['error']}")
+        return response["result"]
+
+    def send(self, tx: TxParams) -> TxReceipt:
+        """Estimates, checks the gas cap, signs with the relayer key, broadcasts and waits for the receipt."""
+        tx = {**tx, "from": self.relayer.address, "chainId": self.chain_id, **self._fees()}
+        try:
+            estimate = self.w3.eth.estimate_gas(tx)
+        except (ContractLogicError, ContractCustomError) as exc:
+            raise ChainError(f"transaction would revert: {exc}", code="execution_reverted") from exc
+        if estimate > self.network.tx_gas_cap:
+            raise GasCapExceeded(
+                f"transaction needs {estimate} gas, over the cap of {self.network.tx_gas_cap}",
+                gas=estimate,
+                cap=self.network.tx_gas_cap,
+            )
+        tx["gas"] = min(int(estimate * GAS_HEADROOM), self.network.tx_gas_cap)
+        tx["nonce"] = self.w3.eth.get_transaction_count(self.relayer.address, "pending")
+        signed = self.relayer.sign_transaction(tx)  # type: ignore[arg-type]
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
+        except TimeExhausted as exc:
+            raise ChainError(f"no receipt for {signed.hash.to_0x_hex()}", code="receipt_timeout") from exc
+        except Web3Exception as exc:
+            raise ChainError(f"broadcast failed: {exc}") from exc
+        if receipt["status"] != 1:
+            raise ChainError(f"transaction {signed.hash.to_0x_hex()} reverted", code="execution_reverted")
+        return receipt
+
+    def call(self, contract: Contract, function: str, *args: Any) -> TxReceipt:
+        data = contract.encode_abi(function, args=list(args))
+        return self.send({"to": contract.address, "data": HexStr(data)})
+
+    def deploy(self, name: str) -> tuple[ChecksumAddress, TxReceipt]:
+        receipt = self.send({"data": HexStr(artifact(name)["bytecode"])})
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError(f"deploying {name} created no contract")
+        return address, receipt
+
+    def _fees(self) -> dict[str, int]:
+        base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        tip = Web3.to_wei(self.network.max_priority_fee_gwei or 1, "gwei")
+        max_fee = 2 * base_fee + tip
+        if self.network.max_fee_gwei is not None:
+            max_fee = min(max_fee, Web3.to_wei(self.network.max_fee_gwei, "gwei"))
+        return {"maxFeePerGas": max(max_fee, tip), "maxPriorityFeePerGas": tip}
+
+
+def connect(settings: Settings, network_name: str | None = None, rpc_url: str | None = None) -> Chain:
+    """Connects to a configured network by name; `rpc_url` overrides the configured URL."""
+    network = settings.chain_config().network(network_name or settings.network)
+    relayer = _relayer(settings, network)
+    url = resolve_rpc_url(network, rpc_url or settings.rpc_url)
+    if url is None:
+        w3 = Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend(mnemonic=DEV_MNEMONIC, hd_path="m/44'/60'/0'/0"))))
+    else:
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
+        try:
+            chain_id = w3.eth.chain_id
+        except Exception as exc:  # any transport failure means the node is unreachable
+            raise ChainError(f"cannot reach {network.name} at {url}: {exc}", code="rpc_unreachable") from exc
+        if chain_id != network.chain_id:
+            raise ConfigError(f"{url} serves chain {chain_id}, network {network.name} is {network.chain_id}")
+    return Chain(w3=w3, network=network, relayer=relayer)
+
+
+def _relayer(settings: Settings, network: NetworkConfig) -> LocalAccount:
+    if settings.relayer_key is not None:
+        account: LocalAccount = Account.from_key(settings.relayer_key.get_secret_value())
+        return account
+    if network.dev:
+        return dev_account(0)
+    raise ConfigError(f"network {network.name} needs PERS_RELAYER_KEY", code="missing_relayer_key")

@@ -1,0 +1,132 @@
+"""Platform deployment (idempotent, recorded per network) and tenant contract creation through the factory."""
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from eth_typing import ChecksumAddress, HexStr
+from web3 import Web3
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from backend.chain.client import Chain
+from backend.kit.errors import ChainError
+
+FACTORY = "TokenFactory"
+
+
+class ContractKind(IntEnum):
+    """Mirrors `TokenFactory.ContractKind`."""
+
+    CREDIT = 0
+    REWARDS = 1
+
+
+class TokenKind(IntEnum):
+    """Mirrors `RewardsToken.Kind`."""
+
+    REWARD = 1
+    STATUS = 2
+
+
+@dataclass(frozen=True)
+class PlatformDeployment:
+    network: str
+    chain_id: int
+    contracts: dict[str, ChecksumAddress]
+    deployed_now: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"network": self.network, "chainId": self.chain_id, "contracts": self.contracts}
+
+
+def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeployment:
+    """Deploys the factory (which deploys and locks the token implementations) unless the record
+    names contracts that still have code on this chain; then nothing is sent."""
+    record = record or chain.network.deployments
+    existing = _read_record(record)
+    if (
+        existing
+        and existing.get("chainId") == chain.chain_id
+        and all(chain.has_code(a) for a in existing["contracts"].values())
+    ):
+        return PlatformDeployment(chain.network.name, chain.chain_id, existing["contracts"], deployed_now=False)
+    factory_address, _ = chain.deploy(FACTORY)
+    factory = chain.contract(FACTORY, factory_address)
+    contracts = {
+        FACTORY: factory_address,
+        "CreditTokenImplementation": factory.functions.creditImplementation().call(),
+        "RewardsTokenImplementation": factory.functions.rewardsImplementation().call(),
+    }
+    deployment = PlatformDeployment(chain.network.name, chain.chain_id, contracts, deployed_now=True)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(deployment.as_json(), indent=2) + "\n")
+    return deployment
+
+
+def _read_record(record: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+@dataclass(frozen=True)
+class CreditSpec:
+    name: str
+    symbol: str
+    decimals: int = 0
+    max_supply: int = 0  # 0: unlimited
+
+
+def tenant_key(slug: str, environment: str) -> bytes:
+    """The 32-byte key naming a tenant environment in factory events."""
+    return Web3.keccak(text=f"{slug}:{environment}")
+
+
+def create_tenant_contracts(
+    chain: Chain,
+    factory_address: str,
+    key: bytes,
+    admin: str,
+    minters: list[str],
+    rewards_uri: str = "",
+    credits: tuple[CreditSpec, ...] = (),
+) -> tuple[dict[ContractKind, list[ChecksumAddress]], TxReceipt]:
+    """Onboards a tenant in one transaction: its rewards/status ERC-1155 and any credit tokens, as clones."""
+    factory = chain.contract(FACTORY, factory_address)
+    calls = [factory.encode_abi("createRewards", args=[key, rewards_uri, admin, minters])]
+    calls += [_credit_call(factory_address, chain, key, spec, admin, minters) for spec in credits]
+    receipt = chain.send({"to": factory.address, "data": HexStr(factory.encode_abi("multicall", args=[calls]))})
+    return created_contracts(chain, factory_address, receipt), receipt
+
+
+def create_credit(
+    chain: Chain, factory_address: str, key: bytes, spec: CreditSpec, admin: str, minters: list[str]
+) -> tuple[ChecksumAddress, TxReceipt]:
+    data = _credit_call(factory_address, chain, key, spec, admin, minters)
+    receipt = chain.send({"to": Web3.to_checksum_address(factory_address), "data": HexStr(data)})
+    return created_contracts(chain, factory_address, receipt)[ContractKind.CREDIT][0], receipt
+
+
+def _credit_call(
+    factory_address: str, chain: Chain, key: bytes, spec: CreditSpec, admin: str, minters: list[str]
+) -> str:
+    factory = chain.contract(FACTORY, factory_address)
+    args = [key, spec.name, spec.symbol, spec.decimals, spec.max_supply, admin, minters]
+    return str(factory.encode_abi("createCredit", args=args))
+
+
+def created_contracts(
+    chain: Chain, factory_address: str, receipt: TxReceipt
+) -> dict[ContractKind, list[ChecksumAddress]]:
+    factory = chain.contract(FACTORY, factory_address)
+    created: dict[ContractKind, list[ChecksumAddress]] = {kind: [] for kind in ContractKind}
+    for event in factory.events.TenantContractCreated().process_receipt(receipt, errors=DISCARD):
+        created[ContractKind(event["args"]["kind"])].append(event["args"]["contractAddress"])
+    if not created[ContractKind.CREDIT] and not created[ContractKind.REWARDS]:
+        raise ChainError("the factory reported no new contract")
+    return created

@@ -1,0 +1,190 @@
+"""EIP-712 typed data for signed operations.
+
+`typed_data()` builds the standard `eth_signTypedData_v4` JSON any wallet signs. The hot path
+(`digest()`, `sign()`) computes the same digest directly from precomputed type and domain hashes
+and signs with coincurve, about ten times faster than eth-account's generic encoder; tests hold
+the two to the same result."""
+
+from dataclasses import dataclass
+from enum import Enum
+from functools import cache
+from typing import Any
+
+from coincurve import PrivateKey, PublicKey
+from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
+
+DOMAIN_VERSION = "1"
+_DOMAIN_FIELDS = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+_DOMAIN_TYPEHASH = keccak(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+class TokenStandard(Enum):
+    """Which contract family an operation targets: its EIP-712 domain name and operation fields."""
+
+    CREDIT = ("PERS Credit", ("from", "to", "amount", "ref"))
+    REWARDS = ("PERS Rewards", ("from", "to", "id", "amount", "ref"))
+
+    def __init__(self, domain_name: str, fields: tuple[str, ...]) -> None:
+        self.domain_name = domain_name
+        self.fields = fields
+
+    @property
+    def operation_type(self) -> list[dict[str, str]]:
+        kinds = {"from": "address", "to": "address", "id": "uint256", "amount": "uint256", "ref": "bytes32"}
+        return [{"name": f, "type": kinds[f]} for f in self.fields]
+
+    @property
+    def operation_signature(self) -> str:
+        return "Operation(" + ",".join(f"{t['type']} {t['name']}" for t in self.operation_type) + ")"
+
+    @property
+    def operation_typehash(self) -> bytes:
+        return _typehash(self.operation_signature)
+
+    @property
+    def operations_typehash(self) -> bytes:
+        return _typehash("Operations(Operation[] ops,uint256 deadline)" + self.operation_signature)
+
+
+@cache
+def _typehash(signature: str) -> bytes:
+    return keccak(signature.encode())
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One token movement; `from_ == 0x0` mints, `to == 0x0` burns. `token_id` is for ERC-1155 only."""
+
+    from_: str
+    to: str
+    amount: int
+    ref: bytes
+    token_id: int = 0
+
+    def values(self, standard: TokenStandard) -> dict[str, Any]:
+        every = {"from": self.from_, "to": self.to, "id": self.token_id, "amount": self.amount, "ref": self.ref}
+        return {f: every[f] for f in standard.fields}
+
+
+@dataclass(frozen=True)
+class Domain:
+    standard: TokenStandard
+    chain_id: int
+    verifying_contract: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.standard.domain_name,
+            "version": DOMAIN_VERSION,
+            "chainId": self.chain_id,
+            "verifyingContract": to_checksum_address(self.verifying_contract),
+        }
+
+
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def make_ref(namespace: int, sequence: int) -> bytes:
+    """A ref from a 128-bit namespace (one per signer lane) and a sequence number within it.
+    Consecutive sequence numbers share the contract's bitmap word, which is what makes batches cheap."""
+    if not 0 <= namespace < 2**128 or not 0 <= sequence < 2**128:
+        raise ValueError("namespace and sequence must fit in 128 bits")
+    return ((namespace << 128) | sequence).to_bytes(32, "big")
+
+
+def typed_data(domain: Domain, ops: list[Operation], deadline: int) -> dict[str, Any]:
+    """The `eth_signTypedData_v4` document; integers as decimal strings so JSON keeps them exact."""
+    standard = domain.standard
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return "0x" + value.hex()
+        if isinstance(value, int):
+            return str(value)
+        return to_checksum_address(value)
+
+    return {
+        "types": {
+            "EIP712Domain": _DOMAIN_FIELDS,
+            "Operations": [{"name": "ops", "type": "Operation[]"}, {"name": "deadline", "type": "uint256"}],
+            "Operation": standard.operation_type,
+        },
+        "primaryType": "Operations",
+        "domain": {**domain.as_json(), "chainId": str(domain.chain_id)},
+        "message": {
+            "ops": [{k: encode(v) for k, v in op.values(standard).items()} for op in ops],
+            "deadline": str(deadline),
+        },
+    }
+
+
+@cache
+def domain_separator(domain: Domain) -> bytes:
+    return keccak(
+        _DOMAIN_TYPEHASH
+        + keccak(domain.standard.domain_name.encode())
+        + keccak(DOMAIN_VERSION.encode())
+        + domain.chain_id.to_bytes(32, "big")
+        + _word_address(domain.verifying_contract)
+    )
+
+
+def _word_address(address: str) -> bytes:
+    return bytes(12) + bytes.fromhex(address[2:])
+
+
+def _word(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        if len(value) != 32:
+            raise ValueError("a ref is exactly 32 bytes")
+        return value
+    if isinstance(value, int):
+        return value.to_bytes(32, "big")
+    return _word_address(value)
+
+
+def struct_hash(standard: TokenStandard, ops: list[Operation], deadline: int) -> bytes:
+    op_typehash = standard.operation_typehash
+    op_hashes = b"".join(
+        keccak(op_typehash + b"".join(_word(v) for v in op.values(standard).values())) for op in ops
+    )
+    return keccak(standard.operations_typehash + keccak(op_hashes) + deadline.to_bytes(32, "big"))
+
+
+def digest(domain: Domain, ops: list[Operation], deadline: int) -> bytes:
+    """The EIP-712 digest the contracts verify: keccak(0x1901 ‖ domainSeparator ‖ structHash)."""
+    return keccak(b"\x19\x01" + domain_separator(domain) + struct_hash(domain.standard, ops, deadline))
+
+
+def sign(message_digest: bytes, private_key: bytes) -> bytes:
+    """A 65-byte `r ‖ s ‖ v` signature (v = 27/28) over a 32-byte digest."""
+    signature = PrivateKey(private_key).sign_recoverable(message_digest, hasher=None)
+    return signature[:64] + bytes([signature[64] + 27])
+
+
+def recover(message_digest: bytes, signature: bytes) -> str | None:
+    """The EOA that signed `message_digest`, or None for a malformed or high-s signature."""
+    if len(signature) != 65 or signature[64] not in (27, 28):
+        return None
+    if int.from_bytes(signature[32:64], "big") > SECP256K1_N // 2:
+        return None  # malleable form; the contracts (OpenZeppelin ECDSA) refuse it too
+    try:
+        public = PublicKey.from_signature_and_message(
+            signature[:64] + bytes([signature[64] - 27]), message_digest, hasher=None
+        )
+    except ValueError:
+        return None
+    return to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
+
+
+def verify(domain: Domain, ops: list[Operation], deadline: int, signature: bytes, signer: str) -> bool:
+    """Off-chain check of an EOA signature, as the contract will do it."""
+    recovered = recover(digest(domain, ops, deadline), signature)
+    return recovered is not None and recovered == to_checksum_address(signer)

@@ -1,0 +1,108 @@
+"""The one place configuration is read: `PERS_*` environment variables, `.env`, and
+`hardhat-free-config.toml` (compiler and networks)."""
+
+import os
+import re
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.kit.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_ENV_REF = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+class CompilerConfig(BaseModel):
+    solc: str
+    evm_version: str
+    optimizer: bool
+    optimizer_runs: int
+    sources: list[str]
+
+
+class NetworkConfig(BaseModel):
+    name: str
+    chain_id: int
+    rpc_url: str | None = None  # None: the embedded EVM
+    confirmations: int
+    block_time: float
+    dev: bool = False
+    max_fee_gwei: float | None = None
+    max_priority_fee_gwei: float | None = None
+    deployments: Path
+    tx_gas_cap: int
+
+    @property
+    def embedded(self) -> bool:
+        return self.rpc_url is None
+
+
+class ChainConfig(BaseModel):
+    compiler: CompilerConfig
+    networks: dict[str, NetworkConfig]
+
+    def network(self, name: str) -> NetworkConfig:
+        try:
+            return self.networks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.networks))
+            raise ConfigError(f"unknown network {name!r} (known: {known})", code="unknown_network") from None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path(".pers")
+    config_file: Path = PROJECT_ROOT / "hardhat-free-config.toml"
+    contracts_dir: Path = PROJECT_ROOT / "contracts"
+    network: str = "embedded"
+    rpc_url: str | None = None
+    master_key: SecretStr | None = None
+    # Pays gas for platform transactions. Dev networks fall back to the well-known test mnemonic.
+    relayer_key: SecretStr | None = None
+    log_level: str = "info"
+
+    def chain_config(self) -> ChainConfig:
+        return load_chain_config(self.config_file, self.data_dir)
+
+
+def _expand(value: str, where: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name, default)
+        if found is None:
+            raise ConfigError(f"{where} needs the environment variable {name}", code="missing_env", variable=name)
+        return found
+
+    return _ENV_REF.sub(substitute, value)
+
+
+@cache
+def load_chain_config(path: Path, data_dir: Path) -> ChainConfig:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    defaults: dict[str, Any] = raw.get("defaults", {})
+    networks = {}
+    for name, spec in raw.get("networks", {}).items():
+        merged = {**defaults, **spec, "name": name}
+        pattern = str(merged["deployments"])
+        merged["deployments"] = PROJECT_ROOT / pattern.format(data_dir=data_dir.resolve(), network=name)
+        networks[name] = merged
+    return ChainConfig.model_validate({"compiler": raw["compiler"], "networks": networks})
+
+
+def resolve_rpc_url(network: NetworkConfig, override: str | None = None) -> str | None:
+    """The network's JSON-RPC URL with `${VAR}` references expanded; None for the embedded EVM."""
+    url = override or network.rpc_url
+    return None if url is None else _expand(url, f"network {network.name!r}")
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The chain mirror: follows tenant contracts' events into the database."""
