@@ -12,6 +12,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.kit.errors import ConfigError
+from backend.kit.keystore import Keystore, dev_master_key, parse_master_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _ENV_REF = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -69,6 +70,11 @@ class Settings(BaseSettings):
 
     def chain_config(self) -> ChainConfig:
         return load_chain_config(self.config_file, self.data_dir)
+
+    def keystore(self) -> Keystore:
+        if self.master_key is not None:
+            return Keystore(parse_master_key(self.master_key.get_secret_value()))
+        return Keystore(dev_master_key(self.data_dir))
 
 
 def _expand(value: str, where: str) -> str:
