@@ -8,6 +8,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.exceptions import TransactionFailed
 from eth_typing import ChecksumAddress, HexStr
 from web3 import Web3
 from web3.contract import Contract
@@ -59,7 +60,7 @@ class Chain:
         tx = {**tx, "from": self.relayer.address, "chainId": self.chain_id, **self._fees()}
         try:
             estimate = self.w3.eth.estimate_gas(tx)
-        except (ContractLogicError, ContractCustomError) as exc:
+        except (ContractLogicError, ContractCustomError, TransactionFailed) as exc:
             raise ChainError(f"transaction would revert: {exc}", code="execution_reverted") from exc
         if estimate > self.network.tx_gas_cap:
             raise GasCapExceeded(
