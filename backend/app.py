@@ -43,8 +43,12 @@ def create_app(chain: Chain) -> FastAPI:
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
         response.headers["x-request-id"] = rid
-        log.debug("http.request", path=request.url.path, status=response.status_code,
-                  ms=round((time.perf_counter() - started) * 1000, 2))
+        log.debug(
+            "http.request",
+            path=request.url.path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
         return response
 
     @app.exception_handler(PersError)
@@ -75,7 +79,8 @@ def create_app(chain: Chain) -> FastAPI:
         except Exception as exc:  # any failure of the node means not ready
             checks["chain"] = {"ok": False, "error": type(exc).__name__}
         ready = all(c["ok"] for c in checks.values())
-        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+        )
 
     return app

@@ -4,7 +4,6 @@ import json
 import sys
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -25,7 +24,9 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
-NetworkOption = Annotated[str | None, typer.Option("--network", help="A network of hardhat-free-config.toml.")]
+NetworkOption = Annotated[
+    str | None, typer.Option("--network", help="A network of hardhat-free-config.toml.")
+]
 RpcOption = Annotated[str | None, typer.Option("--rpc-url", help="Overrides the network's configured URL.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -72,7 +73,9 @@ def contracts_build(
 
 @chain_app.command("deploy")
 @reports_errors
-def chain_deploy(network: NetworkOption = None, rpc_url: RpcOption = None, as_json: JsonOption = False) -> None:
+def chain_deploy(
+    network: NetworkOption = None, rpc_url: RpcOption = None, as_json: JsonOption = False
+) -> None:
     """Deploy the platform contracts (idempotent: recorded addresses that still have code are reused)."""
     from backend.chain.client import connect
     from backend.chain.deploy import deploy_platform
@@ -119,7 +122,8 @@ def up(
     settings.keystore()  # creates the development master key on first run
     chain = connect(settings)
     deployment = deploy_platform(chain)
-    console.print(f"[bold]PERS[/] on {chain.network.name} (chain {chain.chain_id}), data in {Path(settings.data_dir).resolve()}")
+    data_dir = settings.data_dir.resolve()
+    console.print(f"[bold]PERS[/] on {chain.network.name} (chain {chain.chain_id}), data in {data_dir}")
     for name, address in deployment.contracts.items():
         console.print(f"  {name}: {address}")
     console.print(f"  API: http://{host}:{port}  docs: http://{host}:{port}/docs")
@@ -148,3 +152,7 @@ def serve(api: Any, host: str, port: int) -> None:
                     signal.signal(sig, handler)
 
     Server(uvicorn.Config(api, host=host, port=port, log_level="warning")).run()
+
+
+if __name__ == "__main__":
+    app()

@@ -82,7 +82,9 @@ def _expand(value: str, where: str) -> str:
         name, default = match.group(1), match.group(2)
         found = os.environ.get(name, default)
         if found is None:
-            raise ConfigError(f"{where} needs the environment variable {name}", code="missing_env", variable=name)
+            raise ConfigError(
+                f"{where} needs the environment variable {name}", code="missing_env", variable=name
+            )
         return found
 
     return _ENV_REF.sub(substitute, value)

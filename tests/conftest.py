@@ -63,7 +63,9 @@ def anvil_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(data_dir=tmp_path_factory.mktemp("pers-data"), master_key=None, relayer_key=None, rpc_url=None)
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("pers-data"), master_key=None, relayer_key=None, rpc_url=None
+    )
 
 
 @dataclass
@@ -86,7 +88,13 @@ def _onboard(chain: Chain) -> Tenant:
     minter = Account.from_key(Web3.keccak(text="pers-test-minter"))
     specs = (CreditSpec("Acme Points", "ACME"), CreditSpec("Capped", "CAP", decimals=2, max_supply=1000))
     created, _ = create_tenant_contracts(
-        chain, factory, Web3.keccak(text="acme:test"), admin.address, [minter.address], "ipfs://acme/{id}", specs
+        chain,
+        factory,
+        Web3.keccak(text="acme:test"),
+        admin.address,
+        [minter.address],
+        "ipfs://acme/{id}",
+        specs,
     )
     rewards = created[ContractKind.REWARDS][0]
     registry = chain.contract("RewardsToken", rewards)

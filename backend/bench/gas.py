@@ -10,7 +10,13 @@ from eth_typing import HexStr
 
 from backend.chain import operations, typed_data
 from backend.chain.client import Chain, dev_account
-from backend.chain.deploy import ContractKind, CreditSpec, create_tenant_contracts, deploy_platform, tenant_key
+from backend.chain.deploy import (
+    ContractKind,
+    CreditSpec,
+    create_tenant_contracts,
+    deploy_platform,
+    tenant_key,
+)
 from backend.chain.operations import SignedGroup
 from backend.chain.typed_data import ZERO_ADDRESS, Domain, Operation, TokenStandard
 
@@ -32,7 +38,9 @@ class _Signer:
             self.sequence += 1
             built.append(Operation(from_, to, amount, typed_data.make_ref(0xB3AC4, self.sequence)))
         digest = typed_data.digest(self.domain, built, self.deadline)
-        return SignedGroup(self.account.address, built, self.deadline, typed_data.sign(digest, self.account.key))
+        return SignedGroup(
+            self.account.address, built, self.deadline, typed_data.sign(digest, self.account.key)
+        )
 
 
 def run(chain: Chain) -> dict[str, Any]:
@@ -61,31 +69,36 @@ def run(chain: Chain) -> dict[str, Any]:
     transfer = execute([sender.group([(holders[0].address, holders[1].address, 5)])])
 
     full = _full_deployment(chain, admin, minter, credit_spec)
-    result = {
+    clones = int(onboarding["gasUsed"])
+    return {
         "network": chain.network.name,
         "mint_single": mint_single,
         "mint_batch100_per_op": batch // BATCH,
         "mint_batch100_separately_signed_per_op": separately_signed // BATCH,
         "transfer_signed": transfer,
-        "onboarding_clones": int(onboarding["gasUsed"]),
+        "onboarding_clones": clones,
         "onboarding_full": full,
+        "ratios": {
+            "batch_per_op_vs_single": round(batch / BATCH / mint_single, 4),
+            "onboarding_clones_vs_full": round(clones / full, 4),
+        },
     }
-    result["ratios"] = {
-        "batch_per_op_vs_single": round(result["mint_batch100_per_op"] / mint_single, 4),
-        "onboarding_clones_vs_full": round(result["onboarding_clones"] / full, 4),
-    }
-    return result
 
 
 def _full_deployment(chain: Chain, admin: LocalAccount, minter: LocalAccount, spec: CreditSpec) -> int:
     """The same two contracts deployed in full and initialised as the factory does for a clone."""
     total = 0
     for name, args in (
-        ("CreditToken", [spec.name, spec.symbol, spec.decimals, spec.max_supply, admin.address, [minter.address]]),
+        (
+            "CreditToken",
+            [spec.name, spec.symbol, spec.decimals, spec.max_supply, admin.address, [minter.address]],
+        ),
         ("RewardsToken", [_URI, admin.address, [minter.address]]),
     ):
         address, deployed = chain.deploy(name)
         contract = chain.contract(name, address)
-        initialised = chain.send({"to": address, "data": HexStr(contract.encode_abi("initialize", args=args))})
+        initialised = chain.send(
+            {"to": address, "data": HexStr(contract.encode_abi("initialize", args=args))}
+        )
         total += int(deployed["gasUsed"]) + int(initialised["gasUsed"])
     return total

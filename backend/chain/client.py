@@ -14,7 +14,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
 from web3.providers.eth_tester import EthereumTesterProvider
-from web3.types import TxParams, TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from backend.chain.artifacts import abi, artifact
 from backend.kit.errors import ChainError, ConfigError, GasCapExceeded
@@ -22,7 +22,7 @@ from backend.settings import NetworkConfig, Settings, resolve_rpc_url
 
 # The well-known development mnemonic (anvil, hardhat): its accounts are funded on dev networks.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
-GAS_HEADROOM = 1.2  # estimate × headroom, still within the cap
+GAS_HEADROOM = 1.2  # gas limit = estimate * headroom, never above the cap
 RECEIPT_TIMEOUT = 120.0
 
 Account.enable_unaudited_hdwallet_features()
@@ -57,7 +57,9 @@ class Chain:
 
     def send(self, tx: TxParams) -> TxReceipt:
         """Estimates, checks the gas cap, signs with the relayer key, broadcasts and waits for the receipt."""
-        tx = {**tx, "from": self.relayer.address, "chainId": self.chain_id, **self._fees()}
+        fees = self._fees()
+        tx = {**tx, "from": self.relayer.address, "chainId": self.chain_id}
+        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = fees
         try:
             estimate = self.w3.eth.estimate_gas(tx)
         except (ContractLogicError, ContractCustomError, TransactionFailed) as exc:
@@ -93,13 +95,14 @@ class Chain:
             raise ChainError(f"deploying {name} created no contract")
         return address, receipt
 
-    def _fees(self) -> dict[str, int]:
+    def _fees(self) -> tuple[Wei, Wei]:
+        """(maxFeePerGas, maxPriorityFeePerGas): twice the base fee plus the tip, within the network's cap."""
         base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
         tip = Web3.to_wei(self.network.max_priority_fee_gwei or 1, "gwei")
         max_fee = 2 * base_fee + tip
         if self.network.max_fee_gwei is not None:
             max_fee = min(max_fee, Web3.to_wei(self.network.max_fee_gwei, "gwei"))
-        return {"maxFeePerGas": max(max_fee, tip), "maxPriorityFeePerGas": tip}
+        return Wei(max(max_fee, tip)), tip
 
 
 def connect(settings: Settings, network_name: str | None = None, rpc_url: str | None = None) -> Chain:
@@ -108,7 +111,11 @@ def connect(settings: Settings, network_name: str | None = None, rpc_url: str | 
     relayer = _relayer(settings, network)
     url = resolve_rpc_url(network, rpc_url or settings.rpc_url)
     if url is None:
-        w3 = Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend(mnemonic=DEV_MNEMONIC, hd_path="m/44'/60'/0'/0"))))
+        w3 = Web3(
+            EthereumTesterProvider(
+                EthereumTester(PyEVMBackend(mnemonic=DEV_MNEMONIC, hd_path="m/44'/60'/0'/0"))
+            )
+        )
     else:
         w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
         try:

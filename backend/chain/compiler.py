@@ -25,7 +25,9 @@ def _solcjs(contracts_dir: Path) -> list[str]:
     script = contracts_dir / "node_modules" / "solc" / "solc.js"
     node = shutil.which("node")
     if node is None or not script.exists():
-        raise ConfigError("the Solidity compiler needs Node.js and `npm ci` in contracts/", code="solc_missing")
+        raise ConfigError(
+            "the Solidity compiler needs Node.js and `npm ci` in contracts/", code="solc_missing"
+        )
     return [node, str(script), "--standard-json", "--base-path", ".", "--include-path", "node_modules"]
 
 
@@ -36,7 +38,9 @@ def _standard_input(config: CompilerConfig) -> dict[str, Any]:
             "evmVersion": config.evm_version,
             "optimizer": {"enabled": config.optimizer, "runs": config.optimizer_runs},
             "metadata": {"bytecodeHash": "none", "appendCBOR": False},
-            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+            "outputSelection": {
+                "*": {"*": ["abi", "metadata", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+            },
         },
     }
 
@@ -48,11 +52,16 @@ def _compile(config: CompilerConfig, contracts_dir: Path) -> dict[str, Any]:
     if not version.startswith(config.solc + "+"):
         raise ConfigError(f"contracts/node_modules has solc {version}, the config pins {config.solc}")
     request = _standard_input(config)
+    # Given by URL, the sources and their imports are read by solcjs from contracts/ and node_modules/.
     request["sources"] = {unit: {"urls": [unit]} for unit in config.sources}
     # solcjs exits before a piped stdout drains; a file receives the whole document.
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.run(
-            _solcjs(contracts_dir), input=json.dumps(request), stdout=out, stderr=subprocess.PIPE, text=True,
+            _solcjs(contracts_dir),
+            input=json.dumps(request),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
             cwd=contracts_dir,
         )
         out.seek(0)
@@ -68,15 +77,8 @@ def _compile(config: CompilerConfig, contracts_dir: Path) -> dict[str, Any]:
     return output
 
 
-def _unit_path(unit: str, contracts_dir: Path) -> Path:
-    own = contracts_dir / unit
-    return own if own.exists() else contracts_dir / "node_modules" / unit
-
-
 def build(config: CompilerConfig, contracts_dir: Path) -> list[Artifact]:
     output = _compile(config, contracts_dir)
-    # solcjs followed the imports itself; hash every source unit it read.
-    sources = {unit: _unit_path(unit, contracts_dir).read_text() for unit in sorted(output["sources"])}
     artifacts = []
     for unit, contracts in sorted(output["contracts"].items()):
         if not unit.startswith("src/"):
@@ -88,7 +90,7 @@ def build(config: CompilerConfig, contracts_dir: Path) -> list[Artifact]:
                 "contractName": name,
                 "sourceName": unit,
                 "compiler": {"version": output["version"], **_standard_input(config)["settings"]},
-                "sourceHash": _source_hash(sources),
+                "sourceHash": _source_hash(json.loads(compiled["metadata"])["sources"]),
                 "abi": compiled["abi"],
                 "bytecode": "0x" + compiled["evm"]["bytecode"]["object"],
                 "deployedBytecode": "0x" + compiled["evm"]["deployedBytecode"]["object"],
@@ -98,10 +100,11 @@ def build(config: CompilerConfig, contracts_dir: Path) -> list[Artifact]:
     return artifacts
 
 
-def _source_hash(sources: dict[str, str]) -> str:
+def _source_hash(sources: dict[str, dict[str, Any]]) -> str:
+    """One hash over every source this contract was compiled from (solc's per-file keccak256)."""
     digest = hashlib.sha256()
-    for unit, text in sources.items():
-        digest.update(unit.encode() + b"\0" + hashlib.sha256(text.encode()).digest())
+    for unit in sorted(sources):
+        digest.update(f"{unit}\0{sources[unit]['keccak256']}\n".encode())
     return "0x" + digest.hexdigest()
 
 

@@ -52,7 +52,9 @@ def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeploym
         and existing.get("chainId") == chain.chain_id
         and all(chain.has_code(a) for a in existing["contracts"].values())
     ):
-        return PlatformDeployment(chain.network.name, chain.chain_id, existing["contracts"], deployed_now=False)
+        return PlatformDeployment(
+            chain.network.name, chain.chain_id, existing["contracts"], deployed_now=False
+        )
     factory_address, _ = chain.deploy(FACTORY)
     factory = chain.contract(FACTORY, factory_address)
     contracts = {
@@ -100,7 +102,9 @@ def create_tenant_contracts(
     factory = chain.contract(FACTORY, factory_address)
     calls = [factory.encode_abi("createRewards", args=[key, rewards_uri, admin, minters])]
     calls += [_credit_call(factory_address, chain, key, spec, admin, minters) for spec in credits]
-    receipt = chain.send({"to": factory.address, "data": HexStr(factory.encode_abi("multicall", args=[calls]))})
+    receipt = chain.send(
+        {"to": factory.address, "data": HexStr(factory.encode_abi("multicall", args=[calls]))}
+    )
     return created_contracts(chain, factory_address, receipt), receipt
 
 

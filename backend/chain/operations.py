@@ -68,7 +68,9 @@ def submit(chain: Chain, standard: TokenStandard, address: str, groups: list[Sig
         if len(groups) == 1:
             raise
     middle = len(groups) // 2
-    return submit(chain, standard, address, groups[:middle]) + submit(chain, standard, address, groups[middle:])
+    return submit(chain, standard, address, groups[:middle]) + submit(
+        chain, standard, address, groups[middle:]
+    )
 
 
 def outcomes(contract: Contract, receipt: TxReceipt) -> list[Outcome]:
@@ -78,5 +80,7 @@ def outcomes(contract: Contract, receipt: TxReceipt) -> list[Outcome]:
         for event in getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD):
             args = event["args"]
             reason = Failure(args["reason"]) if name == "OperationFailed" else Failure.NONE
-            found.append(Outcome(args["ref"], args["signer"], reason, event["transactionHash"], event["logIndex"]))
+            found.append(
+                Outcome(args["ref"], args["signer"], reason, event["transactionHash"], event["logIndex"])
+            )
     return sorted(found, key=lambda o: o.log_index)

@@ -12,7 +12,7 @@ from typing import Any
 
 from coincurve import PrivateKey, PublicKey
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 DOMAIN_VERSION = "1"
 _DOMAIN_FIELDS = [
@@ -21,7 +21,9 @@ _DOMAIN_FIELDS = [
     {"name": "chainId", "type": "uint256"},
     {"name": "verifyingContract", "type": "address"},
 ]
-_DOMAIN_TYPEHASH = keccak(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+_DOMAIN_TYPEHASH = keccak(
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
@@ -69,7 +71,13 @@ class Operation:
     token_id: int = 0
 
     def values(self, standard: TokenStandard) -> dict[str, Any]:
-        every = {"from": self.from_, "to": self.to, "id": self.token_id, "amount": self.amount, "ref": self.ref}
+        every = {
+            "from": self.from_,
+            "to": self.to,
+            "id": self.token_id,
+            "amount": self.amount,
+            "ref": self.ref,
+        }
         return {f: every[f] for f in standard.fields}
 
 

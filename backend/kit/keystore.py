@@ -25,7 +25,9 @@ def parse_master_key(text: str) -> bytes:
     """A 32-byte key given as 64 hex digits or unpadded/padded base64url."""
     text = text.strip()
     try:
-        key = bytes.fromhex(text.removeprefix("0x")) if len(text.removeprefix("0x")) == 64 else _b64decode(text)
+        key = (
+            bytes.fromhex(text.removeprefix("0x")) if len(text.removeprefix("0x")) == 64 else _b64decode(text)
+        )
     except ValueError as exc:
         raise KeystoreError("PERS_MASTER_KEY is neither hex nor base64", code="bad_master_key") from exc
     if len(key) != 32:
@@ -67,7 +69,9 @@ class Keystore:
         try:
             return self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], context.encode())
         except InvalidTag as exc:
-            raise KeystoreError("sealed value does not open in this context", code="keystore_tampered") from exc
+            raise KeystoreError(
+                "sealed value does not open in this context", code="keystore_tampered"
+            ) from exc
 
     def new_account(self, context: str) -> tuple[str, str]:
         """A fresh secp256k1 key: its address and the sealed private key. The key itself is not returned."""

@@ -8,8 +8,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
-from web3.logs import DISCARD
 from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.logs import DISCARD
 
 from backend.chain import operations, typed_data
 from backend.chain.operations import Failure, SignedGroup
@@ -36,13 +36,17 @@ def domain(t: Tenant, standard: TokenStandard, address: str | None = None) -> Do
     return Domain(standard, t.chain.chain_id, address)
 
 
-def signed(signer: LocalAccount, dom: Domain, ops: list[Operation], deadline: int | None = None) -> SignedGroup:
+def signed(
+    signer: LocalAccount, dom: Domain, ops: list[Operation], deadline: int | None = None
+) -> SignedGroup:
     deadline = later() if deadline is None else deadline
     signature = typed_data.sign(typed_data.digest(dom, ops, deadline), signer.key)
     return SignedGroup(signer.address, ops, deadline, signature)
 
 
-def run(t: Tenant, standard: TokenStandard, groups: list[SignedGroup], address: str | None = None) -> list[Failure]:
+def run(
+    t: Tenant, standard: TokenStandard, groups: list[SignedGroup], address: str | None = None
+) -> list[Failure]:
     address = address or (t.credit if standard is CREDIT else t.rewards)
     receipts = operations.submit(t.chain, standard, address, groups)
     contract = operations.token(t.chain, standard, address)
@@ -148,13 +152,15 @@ def test_forged_expired_and_misdirected_signatures_are_refused(tenant: Tenant) -
     good = signed(tenant.minter, dom, [op])
     cases = {
         "wrong signer": signed(stranger, dom, [op]),
-        "signature of another key": SignedGroup(tenant.minter.address, [op], good.deadline,
-                                                 signed(stranger, dom, [op], good.deadline).signature),
+        "signature of another key": SignedGroup(
+            tenant.minter.address, [op], good.deadline, signed(stranger, dom, [op], good.deadline).signature
+        ),
         "expired": signed(tenant.minter, dom, [op], deadline=int(time.time()) - 3600),
         "wrong chain id": signed(tenant.minter, Domain(CREDIT, dom.chain_id + 1, tenant.credit), [op]),
         "wrong contract": signed(tenant.minter, Domain(CREDIT, dom.chain_id, tenant.capped_credit), [op]),
-        "tampered amount": SignedGroup(good.signer, [Operation(ZERO_ADDRESS, holder, 11, op.ref)], good.deadline,
-                                       good.signature),
+        "tampered amount": SignedGroup(
+            good.signer, [Operation(ZERO_ADDRESS, holder, 11, op.ref)], good.deadline, good.signature
+        ),
         "malformed signature": SignedGroup(good.signer, [op], good.deadline, good.signature[:64]),
     }
     results = dict(zip(cases, run(tenant, CREDIT, list(cases.values())), strict=True))
@@ -168,9 +174,17 @@ def test_forged_expired_and_misdirected_signatures_are_refused(tenant: Tenant) -
 def test_a_bad_operation_does_not_take_the_batch_down(tenant: Tenant) -> None:
     holders = [h.address for h in tenant.holders]
     dom = domain(tenant, CREDIT)
-    ops = [mint(holders[0], 1), Operation(ZERO_ADDRESS, ZERO_ADDRESS, 5, ref()), mint(holders[1], 0), mint(holders[2], 3)]
+    ops = [
+        mint(holders[0], 1),
+        Operation(ZERO_ADDRESS, ZERO_ADDRESS, 5, ref()),
+        mint(holders[1], 0),
+        mint(holders[2], 3),
+    ]
     assert run(tenant, CREDIT, [signed(tenant.minter, dom, ops)]) == [
-        Failure.NONE, Failure.INVALID, Failure.INVALID, Failure.NONE
+        Failure.NONE,
+        Failure.INVALID,
+        Failure.INVALID,
+        Failure.NONE,
     ]
     assert [credit_balance(tenant, h) for h in holders] == [1, 0, 3]
 
@@ -182,7 +196,10 @@ def test_supply_cap(tenant: Tenant) -> None:
     assert (token.functions.maxSupply().call(), token.functions.decimals().call()) == (1000, 2)
     ops = [mint(holder, 600), mint(holder, 401), mint(holder, 400), mint(holder, 2**256 - 1)]
     assert run(tenant, CREDIT, [signed(tenant.minter, dom, ops)], tenant.capped_credit) == [
-        Failure.NONE, Failure.CAP_EXCEEDED, Failure.NONE, Failure.CAP_EXCEEDED
+        Failure.NONE,
+        Failure.CAP_EXCEEDED,
+        Failure.NONE,
+        Failure.CAP_EXCEEDED,
     ]
     assert credit_balance(tenant, holder, tenant.capped_credit) == 1000
 
@@ -192,13 +209,17 @@ def test_pause_stops_every_movement_until_unpaused(tenant: Tenant) -> None:
     token = tenant.chain.contract("CreditToken", tenant.credit)
     dom = domain(tenant, CREDIT)
     assert run(tenant, CREDIT, [signed(tenant.minter, dom, [mint(alice.address, 10)])]) == [Failure.NONE]
-    tenant.chain.w3.eth.wait_for_transaction_receipt(token.functions.pause().transact({"from": tenant.admin.address}))
+    tenant.chain.w3.eth.wait_for_transaction_receipt(
+        token.functions.pause().transact({"from": tenant.admin.address})
+    )
     assert token.functions.paused().call()
     with pytest.raises(ChainError):
         run(tenant, CREDIT, [signed(tenant.minter, dom, [mint(alice.address, 10)])])
     with pytest.raises(Reverted):
         token.functions.transfer(bob.address, 1).transact({"from": alice.address})
-    tenant.chain.w3.eth.wait_for_transaction_receipt(token.functions.unpause().transact({"from": tenant.admin.address}))
+    tenant.chain.w3.eth.wait_for_transaction_receipt(
+        token.functions.unpause().transact({"from": tenant.admin.address})
+    )
     assert run(tenant, CREDIT, [signed(tenant.minter, dom, [mint(alice.address, 10)])]) == [Failure.NONE]
     assert credit_balance(tenant, alice.address) == 20
 
@@ -233,7 +254,9 @@ def test_typed_data_signed_by_eth_account_verifies_on_chain(tenant: Tenant) -> N
 def test_contract_hashes_match_the_chain_layer(tenant: Tenant) -> None:
     op, deadline = mint(tenant.holders[0].address, 3, REWARD_ID), later()
     for standard in (CREDIT, REWARDS):
-        contract = operations.token(tenant.chain, standard, tenant.credit if standard is CREDIT else tenant.rewards)
+        contract = operations.token(
+            tenant.chain, standard, tenant.credit if standard is CREDIT else tenant.rewards
+        )
         on_chain = contract.functions.hashOperations([tuple(op.values(standard).values())], deadline).call()
         assert on_chain == typed_data.struct_hash(standard, [op], deadline)
 
@@ -244,21 +267,46 @@ def test_eip2612_permit_on_a_clone(tenant: Tenant) -> None:
     deadline = later()
     permit = {
         "types": {
-            "EIP712Domain": [{"name": n, "type": t} for n, t in
-                             (("name", "string"), ("version", "string"), ("chainId", "uint256"),
-                              ("verifyingContract", "address"))],
-            "Permit": [{"name": n, "type": t} for n, t in
-                       (("owner", "address"), ("spender", "address"), ("value", "uint256"),
-                        ("nonce", "uint256"), ("deadline", "uint256"))],
+            "EIP712Domain": [
+                {"name": n, "type": t}
+                for n, t in (
+                    ("name", "string"),
+                    ("version", "string"),
+                    ("chainId", "uint256"),
+                    ("verifyingContract", "address"),
+                )
+            ],
+            "Permit": [
+                {"name": n, "type": t}
+                for n, t in (
+                    ("owner", "address"),
+                    ("spender", "address"),
+                    ("value", "uint256"),
+                    ("nonce", "uint256"),
+                    ("deadline", "uint256"),
+                )
+            ],
         },
         "primaryType": "Permit",
         "domain": domain(tenant, CREDIT).as_json(),
-        "message": {"owner": owner.address, "spender": spender.address, "value": 77, "nonce": 0,
-                    "deadline": deadline},
+        "message": {
+            "owner": owner.address,
+            "spender": spender.address,
+            "value": 77,
+            "nonce": 0,
+            "deadline": deadline,
+        },
     }
     sig = Account.sign_typed_data(owner.key, full_message=permit)
-    tx = token.functions.permit(owner.address, spender.address, 77, deadline, sig.v, sig.r.to_bytes(32, "big"),
-                                sig.s.to_bytes(32, "big")).transact({"from": spender.address})
+    tx = token.functions.permit(
+        owner.address,
+        spender.address,
+        77,
+        deadline,
+        sig.v,
+        sig.r.to_bytes(32, "big"),
+        sig.s.to_bytes(32, "big"),
+    ).transact({"from": spender.address})
     tenant.chain.w3.eth.wait_for_transaction_receipt(tx)
     assert token.functions.allowance(owner.address, spender.address).call() == 77
     assert token.functions.nonces(owner.address).call() == 1
@@ -280,7 +328,11 @@ def test_status_ids_are_locked_for_holders(tenant: Tenant) -> None:
         Operation(alice.address, ZERO_ADDRESS, 1, ref(), STATUS_ID),
         Operation(alice.address, bob.address, 2, ref(), REWARD_ID),
     ]
-    assert run(tenant, REWARDS, [signed(alice, dom, moves)]) == [Failure.LOCKED, Failure.UNAUTHORIZED, Failure.NONE]
+    assert run(tenant, REWARDS, [signed(alice, dom, moves)]) == [
+        Failure.LOCKED,
+        Failure.UNAUTHORIZED,
+        Failure.NONE,
+    ]
     # Rewards move freely, also directly; the tenant (a minter) revokes a status.
     tenant.chain.w3.eth.wait_for_transaction_receipt(
         token.functions.safeTransferFrom(alice.address, bob.address, REWARD_ID, 1, b"").transact(
@@ -290,7 +342,10 @@ def test_status_ids_are_locked_for_holders(tenant: Tenant) -> None:
     revoke = Operation(alice.address, ZERO_ADDRESS, 1, ref(), STATUS_ID)
     assert run(tenant, REWARDS, [signed(tenant.minter, dom, [revoke])]) == [Failure.NONE]
     assert [rewards_balance(tenant, a.address, i) for a in (alice, bob) for i in (STATUS_ID, REWARD_ID)] == [
-        1, 2, 0, 3
+        1,
+        2,
+        0,
+        3,
     ]
 
 
@@ -303,7 +358,10 @@ def test_rewards_batch_refuses_unknown_ids_and_rejecting_receivers(tenant: Tenan
         mint(alice, 4, STATUS_ID),
     ]
     assert run(tenant, REWARDS, [signed(tenant.minter, domain(tenant, REWARDS), ops)]) == [
-        Failure.NONE, Failure.UNKNOWN_ID, Failure.REJECTED, Failure.NONE
+        Failure.NONE,
+        Failure.UNKNOWN_ID,
+        Failure.REJECTED,
+        Failure.NONE,
     ]
     assert (rewards_balance(tenant, alice, REWARD_ID), rewards_balance(tenant, alice, STATUS_ID)) == (1, 4)
     assert rewards_balance(tenant, tenant.factory, REWARD_ID) == 0
@@ -325,7 +383,9 @@ def test_batches_over_the_gas_cap_are_split_and_a_group_over_it_is_refused(tenan
     dom = domain(tenant, CREDIT)
     holders = [h.address for h in tenant.holders]
     # Holders already hold the token, so every later group costs about the same.
-    assert run(tenant, CREDIT, [signed(tenant.minter, dom, [mint(h, 1) for h in holders])]) == [Failure.NONE] * 3
+    assert (
+        run(tenant, CREDIT, [signed(tenant.minter, dom, [mint(h, 1) for h in holders])]) == [Failure.NONE] * 3
+    )
     one = operations.submit(chain, CREDIT, tenant.credit, [signed(tenant.minter, dom, [mint(holders[0], 1)])])
     groups = [signed(tenant.minter, dom, [mint(h, 1)]) for h in holders * 2]
     original = chain.network

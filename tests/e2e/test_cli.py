@@ -1,0 +1,146 @@
+"""The `pers` command as an operator runs it: real processes, real anvil, real compiler."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from web3 import Web3
+
+from backend.chain.client import dev_account
+from backend.settings import PROJECT_ROOT
+from tests.conftest import free_port, missing
+
+PERS = [sys.executable, "-m", "backend.cli"]
+
+
+def pers(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PERS, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=PROJECT_ROOT
+    )
+
+
+def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERS_")}
+    return {**env, "PERS_DATA_DIR": str(tmp_path / "data"), **extra}
+
+
+@pytest.fixture
+def needs_node() -> None:
+    if shutil.which("node") is None or not (PROJECT_ROOT / "contracts/node_modules/solc").exists():
+        missing("the contract build needs Node.js and `npm ci` in contracts/")
+
+
+@pytest.mark.usefixtures("needs_node")
+def test_contract_build_is_reproducible_and_check_names_stale_contracts(tmp_path: Path) -> None:
+    assert pers("contracts", "build", "--check").returncode == 0
+
+    copy = tmp_path / "contracts"
+    shutil.copytree(PROJECT_ROOT / "contracts", copy, ignore=shutil.ignore_patterns("node_modules", "build"))
+    (copy / "node_modules").symlink_to(PROJECT_ROOT / "contracts" / "node_modules")
+    env = environment(tmp_path, PERS_CONTRACTS_DIR=str(copy))
+    assert pers("contracts", "build", env=env).returncode == 0
+    for committed in (PROJECT_ROOT / "contracts" / "build").glob("*.json"):
+        assert (copy / "build" / committed.name).read_bytes() == committed.read_bytes()
+
+    source = copy / "src" / "RewardsToken.sol"
+    source.write_text(source.read_text().replace("return kindOf[id] == Kind.Status;", "return false;"))
+    stale = pers("contracts", "build", "--check", env=env)
+    assert stale.returncode == 1
+    assert "RewardsToken" in stale.stderr and "CreditToken" not in stale.stderr
+    assert len(stale.stderr.strip().splitlines()) == 1
+
+
+def test_chain_deploy_is_idempotent_on_anvil(tmp_path: Path, anvil_url: str) -> None:
+    env = environment(tmp_path)
+    first = pers("chain", "deploy", "--network", "local", "--rpc-url", anvil_url, "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    deployed = json.loads(first.stdout)
+    assert deployed["network"] == "local" and deployed["chainId"] == 31337
+    assert set(deployed["contracts"]) == {
+        "TokenFactory",
+        "CreditTokenImplementation",
+        "RewardsTokenImplementation",
+    }
+    w3 = Web3(Web3.HTTPProvider(anvil_url))
+    assert all(len(w3.eth.get_code(a)) > 0 for a in deployed["contracts"].values())
+
+    relayer = dev_account(0).address
+    nonce = w3.eth.get_transaction_count(relayer)
+    second = pers("chain", "deploy", "--network", "local", "--rpc-url", anvil_url, "--json", env=env)
+    assert second.returncode == 0 and json.loads(second.stdout) == deployed
+    assert w3.eth.get_transaction_count(relayer) == nonce  # nothing was sent
+
+
+def test_commands_fail_with_a_one_line_reason(tmp_path: Path) -> None:
+    env = environment(tmp_path)
+    env.pop("SEPOLIA_RPC_URL", None)
+    assert "PERS_RELAYER_KEY" in pers("chain", "deploy", "--network", "sepolia", env=env).stderr
+    env["PERS_RELAYER_KEY"] = Web3.keccak(text="throwaway").hex()
+    cases = [
+        (["chain", "deploy", "--network", "sepolia"], "SEPOLIA_RPC_URL"),
+        (["chain", "deploy", "--network", "mars"], "unknown network"),
+        (
+            ["chain", "deploy", "--network", "local", "--rpc-url", f"http://127.0.0.1:{free_port()}"],
+            "cannot reach",
+        ),
+    ]
+    for args, reason in cases:
+        result = pers(*args, env=env)
+        assert result.returncode == 1
+        assert reason in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_gas_benchmark_meets_the_bars(tmp_path: Path) -> None:
+    result = pers("bench", "gas", "--json", env=environment(tmp_path))
+    assert result.returncode == 0, result.stderr
+    gas = json.loads(result.stdout)
+    keys = ("mint_single", "mint_batch100_per_op", "transfer_signed", "onboarding_clones", "onboarding_full")
+    assert all(isinstance(gas[k], int) and gas[k] > 21_000 // 100 for k in keys)
+    assert gas["mint_batch100_per_op"] <= 0.35 * gas["mint_single"]
+    assert gas["onboarding_clones"] <= 0.15 * gas["onboarding_full"]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_up_serves_health_and_openapi_and_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*PERS, "up", "--port", str(port)],
+        env=environment(tmp_path),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"{base}/healthz")
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "pers up did not start"
+                time.sleep(0.1)
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["chain"]["ok"]
+        spec = httpx.get(f"{base}/openapi.json").json()
+        assert {"/healthz", "/readyz"} <= set(spec["paths"])
+        assert httpx.get(f"{base}/docs").status_code == 200
+        missing_route = httpx.get(f"{base}/v1/nothing")
+        assert missing_route.status_code == 404 and missing_route.json()["error"]["code"] == "not_found"
+    finally:
+        proc.send_signal(stop)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "TokenFactory" in output and "stopped" in output
+    assert (tmp_path / "data" / "master.key").exists()

@@ -1,0 +1,40 @@
+"""Configuration: networks from hardhat-free-config.toml, `${VAR}` expansion, clear refusals."""
+
+from pathlib import Path
+
+import pytest
+
+from backend.kit.errors import ConfigError
+from backend.settings import Settings, resolve_rpc_url
+
+NETWORKS = {"embedded", "local", "sepolia", "polygon-amoy", "base-sepolia", "ethereum", "polygon", "base"}
+
+
+def test_every_documented_network_is_configured(tmp_path: Path) -> None:
+    config = Settings(data_dir=tmp_path).chain_config()
+    assert set(config.networks) == NETWORKS
+    local = config.network("local")
+    assert (local.chain_id, local.dev, local.tx_gas_cap) == (31337, True, 16_777_216)
+    assert local.deployments == tmp_path.resolve() / "deployments" / "local.json"
+    assert config.network("embedded").embedded
+    assert config.network("base").chain_id == 8453 and not config.network("base").dev
+
+
+def test_rpc_urls_expand_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = Settings(data_dir=tmp_path).chain_config()
+    monkeypatch.delenv("PERS_LOCAL_RPC_URL", raising=False)
+    assert resolve_rpc_url(config.network("local")) == "http://127.0.0.1:8545"
+    monkeypatch.setenv("PERS_LOCAL_RPC_URL", "http://127.0.0.1:9999")
+    assert resolve_rpc_url(config.network("local")) == "http://127.0.0.1:9999"
+    monkeypatch.delenv("SEPOLIA_RPC_URL", raising=False)
+    with pytest.raises(ConfigError) as missing:
+        resolve_rpc_url(config.network("sepolia"))
+    assert missing.value.code == "missing_env" and "SEPOLIA_RPC_URL" in missing.value.message
+    assert resolve_rpc_url(config.network("sepolia"), "http://override") == "http://override"
+    assert resolve_rpc_url(config.network("embedded")) is None
+
+
+def test_unknown_network_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as unknown:
+        Settings(data_dir=tmp_path).chain_config().network("mars")
+    assert unknown.value.code == "unknown_network" and "sepolia" in unknown.value.message
