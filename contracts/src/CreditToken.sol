@@ -79,14 +79,6 @@ contract CreditToken is ERC20Pausable, ERC20Permit, SignedOperations, Initializa
         return _maxSupply;
     }
 
-    function pause() external onlyRole(PAUSER_ROLE) {
-        _pause();
-    }
-
-    function unpause() external onlyRole(PAUSER_ROLE) {
-        _unpause();
-    }
-
     /// @notice Executes signed groups of operations; an invalid operation is reported by
     /// `OperationFailed` and skipped, the others go through.
     function execute(SignedGroup[] calldata groups) external whenNotPaused {

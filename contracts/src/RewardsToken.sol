@@ -80,14 +80,6 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
         _setURI(uri_);
     }
 
-    function pause() external onlyRole(PAUSER_ROLE) {
-        _pause();
-    }
-
-    function unpause() external onlyRole(PAUSER_ROLE) {
-        _unpause();
-    }
-
     /// @notice Executes signed groups of operations; an invalid operation is reported by
     /// `OperationFailed` and skipped, the others go through.
     function execute(SignedGroup[] calldata groups) external whenNotPaused {

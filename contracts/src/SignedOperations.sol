@@ -2,6 +2,7 @@
 pragma solidity 0.8.30;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {BitMaps} from "@openzeppelin/contracts/utils/structs/BitMaps.sol";
@@ -12,7 +13,7 @@ import {BitMaps} from "@openzeppelin/contracts/utils/structs/BitMaps.sol";
 /// once per signer. Refs are unordered nonces kept in a bitmap (as Permit2's): the platform hands
 /// out consecutive refs, so a batch's refs share a storage word. A failing operation emits
 /// `OperationFailed` and never reverts the others. See docs/adr/0001-signed-operations.md.
-abstract contract SignedOperations is AccessControl, EIP712 {
+abstract contract SignedOperations is AccessControl, EIP712, Pausable {
     using BitMaps for BitMaps.BitMap;
 
     bytes32 public constant MINTER_ROLE = keccak256("MINTER_ROLE");
@@ -35,6 +36,14 @@ abstract contract SignedOperations is AccessControl, EIP712 {
     event OperationFailed(bytes32 indexed ref, address indexed signer, Failure reason);
 
     mapping(address signer => BitMaps.BitMap) private _spentRefs;
+
+    function pause() external onlyRole(PAUSER_ROLE) {
+        _pause();
+    }
+
+    function unpause() external onlyRole(PAUSER_ROLE) {
+        _unpause();
+    }
 
     /// @notice Whether `signer` has already consumed `ref` (executed or failed after authorisation).
     function refUsed(address signer, bytes32 ref) external view returns (bool) {
