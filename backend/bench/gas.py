@@ -47,7 +47,7 @@ def run(chain: Chain) -> dict[str, Any]:
     platform = deploy_platform(chain)
     factory = platform.contracts["TokenFactory"]
     admin, minter = dev_account(1), Account.create()
-    credit_spec = CreditSpec("Acme Points", "ACME")
+    credit_spec = CreditSpec(bytes(32), "Acme Points", "ACME")
     created, onboarding = create_tenant_contracts(
         chain, factory, tenant_key("bench", "test"), admin.address, [minter.address], _URI, (credit_spec,)
     )

@@ -78,6 +78,7 @@ def _read_record(record: Path) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class CreditSpec:
+    salt: bytes  # 32 bytes, unique within the tenant: fixes the clone's address
     name: str
     symbol: str
     decimals: int = 0
@@ -120,7 +121,7 @@ def _credit_call(
     factory_address: str, chain: Chain, key: bytes, spec: CreditSpec, admin: str, minters: list[str]
 ) -> str:
     factory = chain.contract(FACTORY, factory_address)
-    args = [key, spec.name, spec.symbol, spec.decimals, spec.max_supply, admin, minters]
+    args = [key, spec.salt, spec.name, spec.symbol, spec.decimals, spec.max_supply, admin, minters]
     return str(factory.encode_abi("createCredit", args=args))
 
 
