@@ -1,4 +1,4 @@
-"""The FastAPI application: middleware, error handlers, health endpoints."""
+"""The FastAPI application: middleware, error handlers, routers, health endpoints."""
 
 import time
 import uuid
@@ -10,28 +10,54 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 from starlette.exceptions import HTTPException
 
 from backend import __doc__ as description
-from backend.chain.client import Chain
+from backend.auth.router import admins as admins_router
+from backend.auth.router import router as auth_router
+from backend.businesses.router import router as businesses_router
 from backend.kit.errors import PersError
+from backend.runtime import Runtime
+from backend.tenants.router import router as tenants_router
+from backend.tokens.router import router as tokens_router
+from backend.users.router import router as users_router
 
 log = structlog.get_logger()
+ROUTERS = (auth_router, tenants_router, admins_router, businesses_router, users_router, tokens_router)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-def create_app(chain: Chain) -> FastAPI:
+def validation_code(error: dict[str, Any]) -> str:
+    """A machine-readable code for the first thing wrong with a request."""
+    kind, message = error["type"], str(error.get("msg", "")).lower()
+    if kind == "extra_forbidden":
+        return "unknown_field"
+    if kind == "missing":
+        return "missing_field"
+    if "checksum" in message or "address" in message:
+        return "invalid_address"
+    if "decimal" in message or "2^256" in message:
+        return "invalid_amount"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return "invalid_type"
+    return "invalid_value"
+
+
+def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("api.started", network=chain.network.name, chain_id=chain.chain_id)
+        log.info("api.started", network=runtime.settings.network)
         yield
         log.info("api.stopped")
 
     app = FastAPI(title="PERS", version="1", description=description or "", lifespan=lifespan)
-    app.state.chain = chain
+    app.state.runtime = runtime
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -53,12 +79,21 @@ def create_app(chain: Chain) -> FastAPI:
 
     @app.exception_handler(PersError)
     async def pers_error(_: Request, exc: PersError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+        headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else None
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = {"errors": [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]}
-        return JSONResponse(error_body("validation_error", "invalid request", details), status_code=422)
+        errors = list(exc.errors())
+        details = {"errors": [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]}
+        if any(e["type"] == "json_invalid" for e in errors):
+            return JSONResponse(
+                error_body("malformed_json", "the body is not valid JSON", details), status_code=400
+            )
+        code = validation_code(errors[0]) if errors else "invalid_value"
+        return JSONResponse(error_body(code, "invalid request", details), status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -72,15 +107,42 @@ def create_app(chain: Chain) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "a dependency is down"}})
     def readyz() -> JSONResponse:
-        """Readiness: every dependency answers."""
-        checks: dict[str, Any] = {}
-        try:
-            checks["chain"] = {"ok": True, "network": chain.network.name, "block": chain.w3.eth.block_number}
-        except Exception as exc:  # any failure of the node means not ready
-            checks["chain"] = {"ok": False, "error": type(exc).__name__}
+        """Readiness: the database, the broker and the test environment's chain answer."""
+        checks = {
+            "database": _check(lambda: _ping_database(runtime)),
+            "broker": _check(lambda: _ping_broker(runtime)),
+            "chain": _check(lambda: _ping_chain(runtime)),
+        }
         ready = all(c["ok"] for c in checks.values())
-        return JSONResponse(
-            {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
-        )
+        body = {"status": "ok" if ready else "unavailable", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
+
+
+def _check(probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return {"ok": True, **probe()}
+    except Exception as exc:  # any failure of a dependency means not ready
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def _ping_database(runtime: Runtime) -> dict[str, Any]:
+    with runtime.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return {"dialect": runtime.engine.dialect.name}
+
+
+def _ping_broker(runtime: Runtime) -> dict[str, Any]:
+    from backend.worker import celery_app
+
+    with celery_app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
+    return {"transport": connection.transport_cls}
+
+
+def _ping_chain(runtime: Runtime) -> dict[str, Any]:
+    network = runtime.settings.network_for("test")
+    if network is None:
+        return {"network": None}
+    return {"network": network, "block": runtime.chain(network).w3.eth.block_number}

@@ -4,7 +4,7 @@ import json
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,6 +12,10 @@ from rich.table import Table
 
 from backend.kit.errors import PersError
 from backend.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from backend.runtime import Runtime
+    from backend.tenants.models import TenantEnvironment
 
 app = typer.Typer(help="PERS: loyalty and rewards on an EVM ledger.", no_args_is_help=True)
 contracts_app = typer.Typer(help="Build the Solidity contracts.", no_args_is_help=True)
@@ -104,32 +108,186 @@ def bench_gas(network: NetworkOption = None, rpc_url: RpcOption = None, as_json:
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+
+
+def _runtime(settings: Settings) -> "Runtime":
+    from backend.kit.logging import configure
+    from backend.runtime import Runtime, install
+    from backend.worker import configure as configure_celery
+
+    configure(settings.log_level)
+    runtime = install(Runtime.from_settings(settings))
+    configure_celery(settings.broker_url)
+    return runtime
+
+
 @app.command("up")
 @reports_errors
 def up(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
-    """Run the platform in one process on the embedded defaults (in-process EVM, data in PERS_DATA_DIR)."""
-    from backend.app import create_app
-    from backend.chain.client import connect
-    from backend.chain.deploy import deploy_platform
-    from backend.kit.logging import configure
+    """Run the platform in one process on the embedded defaults: SQLite, in-process EVM, in-process
+    worker (Celery on its in-memory transport). Data in PERS_DATA_DIR."""
+    import threading
+
+    from pydantic import SecretStr
+
+    from backend.auth.credentials import new_secret
+    from backend.kit import migrate
+    from backend.tenants.service import redeploy_ephemeral
+    from backend.worker import start_in_process
 
     settings = _settings()
-    configure(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.keystore()  # creates the development master key on first run
-    chain = connect(settings)
-    deployment = deploy_platform(chain)
-    data_dir = settings.data_dir.resolve()
-    console.print(f"[bold]PERS[/] on {chain.network.name} (chain {chain.chain_id}), data in {data_dir}")
+    generated_token = None
+    if settings.operator_token is None:
+        generated_token = new_secret("op")
+        settings.operator_token = SecretStr(generated_token)
+    if "siwe_domains" not in settings.model_fields_set:
+        settings.siwe_domains = [f"localhost:{port}", f"127.0.0.1:{port}"]
+    runtime = _runtime(settings)
+    migrate.upgrade(settings.sqlalchemy_url())
+    network = settings.network_for("test") or settings.network
+    deployment = runtime.platform(network)
+    redeploy_ephemeral(runtime, network)
+    stop = threading.Event()
+    start_in_process(stop)
+    console.print(
+        f"[bold]PERS[/] on {network} (chain {deployment.chain_id}), data in {settings.data_dir.resolve()}"
+    )
     for name, address in deployment.contracts.items():
         console.print(f"  {name}: {address}")
     console.print(f"  API: http://{host}:{port}  docs: http://{host}:{port}/docs")
+    if generated_token:
+        console.print(
+            f"  operator token (this run only; set PERS_OPERATOR_TOKEN to keep one): {generated_token}"
+        )
     sys.stdout.flush()
-    serve(create_app(chain), host, port)
+    from backend.app import create_app
+
+    try:
+        serve(create_app(runtime), host, port)
+    finally:
+        stop.set()
     console.print("stopped")
+
+
+@app.command("api")
+@reports_errors
+def api(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve the HTTP API (production: PERS_DATABASE_URL, PERS_BROKER_URL, PERS_OPERATOR_TOKEN set)."""
+    from backend.app import create_app
+
+    settings = _settings()
+    if settings.operator_token is None:
+        raise PersError("pers api needs PERS_OPERATOR_TOKEN", code="missing_operator_token")
+    serve(create_app(_runtime(settings)), host, port)
+
+
+@app.command("worker")
+@reports_errors
+def worker() -> None:
+    """Run the Celery worker (one job at a time: platform transactions share the relayer nonce) and the
+    outbox sweeper."""
+    import threading
+
+    from backend.worker import celery_app, start_sweeper
+
+    _runtime(_settings())
+    stop = threading.Event()
+    start_sweeper(stop)
+    try:
+        celery_app.worker_main(
+            ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+        )
+    finally:
+        stop.set()
+
+
+@db_app.command("upgrade")
+@reports_errors
+def db_upgrade() -> None:
+    """Apply the migrations to PERS_DATABASE_URL (default: SQLite in the data directory)."""
+    from backend.kit import migrate
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.sqlalchemy_url())
+    console.print("database at the latest migration")
+
+
+@tenant_app.command("create")
+@reports_errors
+def tenant_create(
+    name: Annotated[str, typer.Option(help="The tenant's name.")],
+    slug: Annotated[str | None, typer.Option(help="URL-safe id; default from the name.")] = None,
+    admin_email: Annotated[
+        str | None, typer.Option(help="First admin; default admin@<slug>.example.")
+    ] = None,
+    network_test: Annotated[
+        str | None, typer.Option("--network-test", help="The test environment's network.")
+    ] = None,
+    network_live: Annotated[
+        str | None, typer.Option("--network-live", help="The live environment's network.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a tenant and deploy its contracts now, against the configured database and networks."""
+    import re
+
+    from pydantic import ValidationError
+
+    from backend.kit import jobs, outbox
+    from backend.kit.db import unit_of_work
+    from backend.tenants import service
+    from backend.tenants.schemas import TenantCreate
+
+    settings = _settings()
+    if network_test:
+        settings.test_network = network_test
+    if network_live:
+        settings.live_network = network_live
+    runtime = _runtime(settings)
+    slug = slug or re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64]
+    try:
+        data = TenantCreate(name=name, slug=slug, admin_email=admin_email or f"admin@{slug}.example")
+    except ValidationError as exc:
+        raise PersError(f"invalid tenant: {exc.errors()[0]['msg']}", code="invalid_tenant") from None
+    with unit_of_work(runtime.sessions) as session:
+        tenant, admin, password = service.create_tenant(session, settings, runtime.keystore, data)
+        job_ids = outbox.on_commit(session)
+    for job_id in job_ids:  # deploy here and now rather than through a worker
+        jobs.run(runtime, job_id)
+    with unit_of_work(runtime.sessions) as session:
+        environments = [_env_json(e) for e in service.environments(session, tenant.id)]
+    if as_json:
+        admin_json = {"email": admin.email, "password": password}
+        result = {"id": str(tenant.id), "name": tenant.name, "slug": tenant.slug, "admin": admin_json}
+        typer.echo(json.dumps({**result, "environments": environments}))
+        return
+    console.print(f"tenant {tenant.slug} ({tenant.id}); admin {admin.email} password {password}")
+    for env in environments:
+        where = f"{env['network']}: {env['status']} {env['rewards'] or ''}"
+        console.print(f"  {env['environment']}: {env['projectKey']} on {where}")
+
+
+def _env_json(env: "TenantEnvironment") -> dict[str, Any]:
+    return {
+        "environment": env.environment,
+        "network": env.network,
+        "projectKey": env.project_key,
+        "status": env.status,
+        "failureReason": env.failure_reason,
+        "rewards": env.rewards_address,
+        "admin": env.admin_address,
+    }
 
 
 def serve(api: Any, host: str, port: int) -> None:

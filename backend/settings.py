@@ -12,7 +12,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.kit.errors import ConfigError
-from backend.kit.keystore import Keystore, dev_master_key, parse_master_key
+from backend.kit.keystore import Keystore, dev_master_key, dev_secret, parse_master_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _ENV_REF = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -37,6 +37,7 @@ class NetworkConfig(BaseModel):
     max_priority_fee_gwei: float | None = None
     deployments: Path
     tx_gas_cap: int
+    admin_float_eth: float  # kept on each tenant admin account for its role and registry transactions
 
     @property
     def embedded(self) -> bool:
@@ -68,8 +69,34 @@ class Settings(BaseSettings):
     relayer_key: SecretStr | None = None
     log_level: str = "info"
 
+    database_url: str | None = None  # default: SQLite in the data directory
+    broker_url: str = "memory://"  # the embedded default: Celery in process
+    redis_url: str | None = None  # shared rate limits; in-memory when unset
+    jwt_secret: SecretStr | None = None  # default: generated into the data directory
+    operator_token: SecretStr | None = None
+    test_network: str | None = None  # the `test` environment's network; default: `network`
+    live_network: str | None = None  # the `live` environment deploys only when set
+    siwe_domains: list[str] = ["localhost:8000", "127.0.0.1:8000"]
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    siwe_nonce_ttl: int = 600
+    rate_limit_window: int = 60
+    rate_limit_per_key: int = 600  # per API key or session, per window
+    rate_limit_per_address: int = 120  # per client address, per window
+
     def chain_config(self) -> ChainConfig:
         return load_chain_config(self.config_file, self.data_dir)
+
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'pers.db').resolve()}"
+
+    def network_for(self, environment: str) -> str | None:
+        return (self.test_network or self.network) if environment == "test" else self.live_network
+
+    def secret_jwt_key(self) -> bytes:
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value().encode()
+        return dev_secret(self.data_dir, "jwt.key")
 
     def keystore(self) -> Keystore:
         if self.master_key is not None:

@@ -86,7 +86,10 @@ def _onboard(chain: Chain) -> Tenant:
     factory = deploy_platform(chain).contracts["TokenFactory"]
     admin = dev_account(1)
     minter = Account.from_key(Web3.keccak(text="pers-test-minter"))
-    specs = (CreditSpec(bytes(32), "Acme Points", "ACME"), CreditSpec(b"\1" * 32, "Capped", "CAP", decimals=2, max_supply=1000))
+    specs = (
+        CreditSpec(bytes(32), "Acme Points", "ACME"),
+        CreditSpec(b"\1" * 32, "Capped", "CAP", decimals=2, max_supply=1000),
+    )
     created, _ = create_tenant_contracts(
         chain,
         factory,

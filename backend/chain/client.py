@@ -17,7 +17,7 @@ from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import TxParams, TxReceipt, Wei
 
 from backend.chain.artifacts import abi, artifact
-from backend.kit.errors import ChainError, ConfigError, GasCapExceeded
+from backend.kit.errors import ChainError, ChainUnavailable, ConfigError, GasCapExceeded
 from backend.settings import NetworkConfig, Settings, resolve_rpc_url
 
 # The well-known development mnemonic (anvil, hardhat): its accounts are funded on dev networks.
@@ -55,15 +55,17 @@ class Chain:
             raise ChainError(f"{method} failed: {response['error']}")
         return response["result"]
 
-    def send(self, tx: TxParams) -> TxReceipt:
-        """Estimates, checks the gas cap, signs with the relayer key, broadcasts and waits for the receipt."""
-        fees = self._fees()
-        tx = {**tx, "from": self.relayer.address, "chainId": self.chain_id}
-        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = fees
+    def send(self, tx: TxParams, sender: LocalAccount | None = None) -> TxReceipt:
+        """Estimates, checks the gas cap, signs (with the relayer key unless another sender is
+        given), broadcasts and waits for the receipt."""
+        sender = sender or self.relayer
+        tx = {**tx, "from": sender.address, "chainId": self.chain_id}
         try:
+            # Estimated without fee fields: some nodes check the sender can pay for the whole block's gas.
             estimate = self.w3.eth.estimate_gas(tx)
         except (ContractLogicError, ContractCustomError, TransactionFailed) as exc:
             raise ChainError(f"transaction would revert: {exc}", code="execution_reverted") from exc
+        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = self._fees()
         if estimate > self.network.tx_gas_cap:
             raise GasCapExceeded(
                 f"transaction needs {estimate} gas, over the cap of {self.network.tx_gas_cap}",
@@ -71,22 +73,35 @@ class Chain:
                 cap=self.network.tx_gas_cap,
             )
         tx["gas"] = min(int(estimate * GAS_HEADROOM), self.network.tx_gas_cap)
-        tx["nonce"] = self.w3.eth.get_transaction_count(self.relayer.address, "pending")
-        signed = self.relayer.sign_transaction(tx)  # type: ignore[arg-type]
+        tx["nonce"] = self.w3.eth.get_transaction_count(sender.address, "pending")
+        signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
         try:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
         except TimeExhausted as exc:
-            raise ChainError(f"no receipt for {signed.hash.to_0x_hex()}", code="receipt_timeout") from exc
+            raise ChainUnavailable(
+                f"no receipt for {signed.hash.to_0x_hex()}", code="receipt_timeout"
+            ) from exc
+        except OSError as exc:  # requests' connection errors and timeouts
+            raise ChainUnavailable(f"node unreachable: {exc}") from exc
         except Web3Exception as exc:
             raise ChainError(f"broadcast failed: {exc}") from exc
         if receipt["status"] != 1:
             raise ChainError(f"transaction {signed.hash.to_0x_hex()} reverted", code="execution_reverted")
         return receipt
 
-    def call(self, contract: Contract, function: str, *args: Any) -> TxReceipt:
+    def call(
+        self, contract: Contract, function: str, *args: Any, sender: LocalAccount | None = None
+    ) -> TxReceipt:
         data = contract.encode_abi(function, args=list(args))
-        return self.send({"to": contract.address, "data": HexStr(data)})
+        return self.send({"to": contract.address, "data": HexStr(data)}, sender)
+
+    def ensure_funded(self, address: str, minimum_wei: int) -> None:
+        """Tops `address` up to twice `minimum_wei` from the relayer when it holds less than the minimum
+        (tenant admin accounts pay for their own role and registry transactions)."""
+        balance = self.w3.eth.get_balance(Web3.to_checksum_address(address))
+        if balance < minimum_wei:
+            self.send({"to": Web3.to_checksum_address(address), "value": Wei(2 * minimum_wei - balance)})
 
     def deploy(self, name: str) -> tuple[ChecksumAddress, TxReceipt]:
         receipt = self.send({"data": HexStr(artifact(name)["bytecode"])})
@@ -121,7 +136,9 @@ def connect(settings: Settings, network_name: str | None = None, rpc_url: str | 
         try:
             chain_id = w3.eth.chain_id
         except Exception as exc:  # any transport failure means the node is unreachable
-            raise ChainError(f"cannot reach {network.name} at {url}: {exc}", code="rpc_unreachable") from exc
+            raise ChainUnavailable(
+                f"cannot reach {network.name} at {url}: {exc}", code="rpc_unreachable"
+            ) from exc
         if chain_id != network.chain_id:
             raise ConfigError(f"{url} serves chain {chain_id}, network {network.name} is {network.chain_id}")
     return Chain(w3=w3, network=network, relayer=relayer)

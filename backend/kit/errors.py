@@ -31,6 +31,13 @@ class ChainError(PersError):
     status = 502
 
 
+class ChainUnavailable(ChainError):
+    """The node did not answer: worth retrying, unlike a revert."""
+
+    code = "chain_unavailable"
+    status = 503
+
+
 class GasCapExceeded(ChainError):
     code = "gas_cap_exceeded"
     status = 422

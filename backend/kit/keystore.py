@@ -35,15 +35,25 @@ def parse_master_key(text: str) -> bytes:
     return key
 
 
-def dev_master_key(data_dir: Path) -> bytes:
-    """The embedded default: a key generated once into the data directory, readable by its owner only."""
-    path = data_dir / "master.key"
+def dev_secret(data_dir: Path, name: str) -> bytes:
+    """An embedded default secret: 32 random bytes generated once into the data directory, readable
+    by its owner only, returned as its hex text."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return parse_master_key(path.read_text())
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def dev_master_key(data_dir: Path) -> bytes:
+    """The embedded default master key (see `dev_secret`)."""
+    return parse_master_key(dev_secret(data_dir, "master.key").decode())
 
 
 class Keystore:

@@ -1,0 +1,108 @@
+"""Secrets the platform issues and checks: password hashes (argon2), API keys and refresh tokens
+(random, stored as SHA-256: they carry 256 bits of entropy, so a slow hash adds nothing), and
+short-lived JWT access tokens."""
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from backend.kit.db import utcnow
+from backend.kit.errors import PersError
+
+_hasher = PasswordHasher()
+JWT_ALGORITHM = "HS256"
+
+
+class AuthError(PersError):
+    code = "unauthenticated"
+    status = 401
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A verification against this hash costs the same as a real one, so unknown emails take as long.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+def burn_password_check(password: str) -> None:
+    password_matches(_DUMMY_HASH, password)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def new_secret(prefix: str) -> str:
+    """`<prefix>_<43 url-safe chars>`: a project key, API key or refresh token."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    kind: str  # admin | auditor | business | user
+    subject_id: uuid.UUID
+    tenant_id: uuid.UUID
+    environment: str
+    scopes: tuple[str, ...]
+    expires_at: datetime
+
+
+def issue_access_token(key: bytes, claims: AccessClaims) -> str:
+    payload = {
+        "sub": str(claims.subject_id),
+        "typ": claims.kind,
+        "tid": str(claims.tenant_id),
+        "env": claims.environment,
+        "scp": list(claims.scopes),
+        "iat": utcnow(),
+        "exp": claims.expires_at,
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(payload, key, algorithm=JWT_ALGORITHM)
+
+
+def read_access_token(key: bytes, token: str) -> AccessClaims:
+    try:
+        payload = jwt.decode(
+            token, key, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub", "typ", "tid", "env"]}
+        )
+        return AccessClaims(
+            kind=str(payload["typ"]),
+            subject_id=uuid.UUID(payload["sub"]),
+            tenant_id=uuid.UUID(payload["tid"]),
+            environment=str(payload["env"]),
+            scopes=tuple(payload.get("scp", ())),
+            expires_at=datetime.fromtimestamp(payload["exp"], tz=utcnow().tzinfo),
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthError("the access token has expired", code="token_expired") from exc
+    except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
+        raise AuthError("the access token is not valid", code="invalid_token") from exc
+
+
+def expiry(seconds: int) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)

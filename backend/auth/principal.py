@@ -1,0 +1,178 @@
+"""Who is calling, as a value the routes take as a parameter. Only this module builds a
+`TenantScope`, from verified credentials, and every repository query filters by it."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.auth.credentials import AuthError, read_access_token, same, secret_hash
+from backend.businesses.models import ApiKey, Business
+from backend.kit.errors import PersError
+from backend.kit.session import DbSession
+from backend.runtime import Runtime
+from backend.tenants.models import TenantEnvironment
+
+ADMIN, AUDITOR, BUSINESS, USER, OPERATOR, PROJECT = (
+    "admin",
+    "auditor",
+    "business",
+    "user",
+    "operator",
+    "project",
+)
+SESSION_KINDS = {ADMIN, AUDITOR, BUSINESS, USER}
+API_SCOPES = ("users:read", "users:write", "tokens:read", "transactions:write", "events:write")
+
+
+class Forbidden(PersError):
+    code = "forbidden"
+    status = 403
+
+
+@dataclass(frozen=True)
+class TenantScope:
+    tenant_id: uuid.UUID
+    environment: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str
+    scope: TenantScope | None  # None for the platform operator only
+    subject_id: uuid.UUID | None
+    scopes: frozenset[str]
+    rate_key: str
+
+    @property
+    def tenant(self) -> TenantScope:
+        if self.scope is None:
+            raise Forbidden("this call needs tenant credentials")
+        return self.scope
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def project_environment(session: Session, project_key: str) -> TenantEnvironment:
+    env = session.scalar(select(TenantEnvironment).where(TenantEnvironment.project_key == project_key))
+    if env is None:
+        raise AuthError("unknown project key", code="invalid_project_key")
+    return env
+
+
+def identify(
+    request: Request,
+    session: Session,
+    authorization: str | None,
+    api_key: str | None,
+    project_key: str | None,
+) -> Principal | None:
+    runtime = _runtime(request)
+    project = project_environment(session, project_key) if project_key else None
+    principal: Principal | None = None
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("use `Authorization: Bearer <token>`", code="invalid_token")
+        operator = runtime.settings.operator_token
+        if operator is not None and same(token, operator.get_secret_value()):
+            principal = Principal(OPERATOR, None, None, frozenset(), "operator")
+        else:
+            claims = read_access_token(runtime.settings.secret_jwt_key(), token)
+            if claims.kind not in SESSION_KINDS:
+                raise AuthError("the access token is not valid", code="invalid_token")
+            principal = Principal(
+                claims.kind,
+                TenantScope(claims.tenant_id, claims.environment),
+                claims.subject_id,
+                frozenset(claims.scopes),
+                f"session:{claims.subject_id}",
+            )
+    elif api_key:
+        key, business = find_api_key(session, api_key)
+        scope = TenantScope(key.tenant_id, key.environment)
+        principal = Principal(BUSINESS, scope, business.id, frozenset(key.scopes), f"apikey:{key.id}")
+    elif project is not None:
+        scope = TenantScope(project.tenant_id, project.environment)
+        principal = Principal(PROJECT, scope, None, frozenset(), f"project:{project.id}")
+    _same_tenant(project, principal)
+    return principal
+
+
+def _same_tenant(project: TenantEnvironment | None, principal: Principal | None) -> None:
+    """A project key sent along with other credentials must name the same tenant and environment."""
+    if project is None or principal is None or principal.scope is None:
+        return
+    if principal.scope != TenantScope(project.tenant_id, project.environment):
+        raise Forbidden("the project key belongs to another tenant or environment", code="tenant_mismatch")
+
+
+def find_api_key(session: Session, api_key: str) -> tuple[ApiKey, Business]:
+    """The live key and its active business, or the reason it cannot be used."""
+    found = session.execute(
+        select(ApiKey, Business)
+        .join(Business, Business.id == ApiKey.business_id)
+        .where(ApiKey.key_hash == secret_hash(api_key))
+    ).first()
+    if found is None:
+        raise AuthError("unknown API key", code="invalid_api_key")
+    key, business = found
+    if key.revoked_at is not None:
+        raise AuthError("this API key has been revoked", code="api_key_revoked")
+    if business.status != "active":
+        raise Forbidden("this business is suspended", code="business_suspended")
+    return key, business
+
+
+# Declared as security schemes, so OpenAPI documents them as such (not as plain header parameters).
+bearer_scheme = HTTPBearer(auto_error=False, description="A session's access token, or the operator token.")
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="A business's secret key (sk_…)."
+)
+project_key_scheme = APIKeyHeader(
+    name="X-Project-Key", auto_error=False, description="A project key (pk_…): public."
+)
+
+
+class Auth:
+    """A route's access rule: which kinds of caller, and which API-key scope a business needs."""
+
+    def __init__(self, *kinds: str, scope: str | None = None) -> None:
+        self.kinds, self.required_scope = set(kinds), scope
+
+    def __call__(
+        self,
+        request: Request,
+        session: DbSession,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
+        api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
+        project_key: Annotated[str | None, Depends(project_key_scheme)] = None,
+    ) -> Principal:
+        authorization = (
+            f"{bearer.scheme} {bearer.credentials}" if bearer else request.headers.get("authorization")
+        )
+        principal = identify(request, session, authorization, api_key, project_key)
+        if principal is None:
+            raise AuthError("credentials required", code="unauthenticated")
+        client = request.client.host if request.client else "unknown"
+        _runtime(request).enforce_rate_limits(principal.rate_key, client)
+        if principal.kind not in self.kinds:
+            raise Forbidden(f"{principal.kind} credentials cannot make this call")
+        needed = self.required_scope
+        if principal.kind == BUSINESS and needed is not None and needed not in principal.scopes:
+            raise Forbidden(f"the API key lacks the scope {needed}", code="insufficient_scope", scope=needed)
+        return principal
+
+
+OperatorAuth = Annotated[Principal, Depends(Auth(OPERATOR))]
+AdminAuth = Annotated[Principal, Depends(Auth(ADMIN))]
+AdminOrAuditor = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR))]
+AnySession = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR, BUSINESS, USER))]
+ProjectAuth = Annotated[Principal, Depends(Auth(PROJECT))]

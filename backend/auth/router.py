@@ -1,0 +1,125 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+
+from backend.auth import service
+from backend.auth.credentials import AuthError
+from backend.auth.models import Admin
+from backend.auth.principal import (
+    ADMIN,
+    AUDITOR,
+    AdminAuth,
+    Auth,
+    Principal,
+    ProjectAuth,
+    project_environment,
+    project_key_scheme,
+)
+from backend.auth.schemas import (
+    AdminCreate,
+    AdminCreated,
+    AdminLogin,
+    AdminOut,
+    BusinessLogin,
+    Me,
+    NonceOut,
+    RefreshRequest,
+    TokenPair,
+    TokenRequest,
+)
+from backend.kit.api import Page, Paging, error_responses
+from backend.kit.scope import scoped
+from backend.kit.session import DbSession
+from backend.runtime import Runtime
+from backend.tenants.models import TenantEnvironment
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=error_responses(400, 401, 403, 422, 429))
+admins = APIRouter(prefix="/v1/admins", tags=["admins"], responses=error_responses(400, 401, 403, 422, 429))
+ProjectKey = Annotated[str | None, Depends(project_key_scheme)]
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _environment(session: DbSession, project_key: str | None) -> TenantEnvironment:
+    if not project_key:
+        raise AuthError("this sign-in needs the X-Project-Key header", code="project_key_required")
+    return project_environment(session, project_key)
+
+
+@router.post("/siwe/nonce", response_model=NonceOut, status_code=201)
+def siwe_nonce(request: Request, session: DbSession, caller: ProjectAuth) -> NonceOut:
+    """A single-use nonce for a Sign-In with Ethereum message, valid for a few minutes."""
+    runtime = _runtime(request)
+    env = session.scalar(
+        select(TenantEnvironment).where(
+            TenantEnvironment.tenant_id == caller.tenant.tenant_id,
+            TenantEnvironment.environment == caller.tenant.environment,
+        )
+    )
+    assert env is not None
+    nonce = service.new_nonce(session, runtime, env)
+    return NonceOut(
+        nonce=nonce.nonce,
+        expires_at=nonce.expires_at,
+        chain_id=service.chain_id(runtime, env),
+        domains=runtime.settings.siwe_domains,
+    )
+
+
+@router.post("/token", response_model=TokenPair)
+def token(
+    body: TokenRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
+) -> TokenPair:
+    """Sign in: `admin` (email + password) or `user` (SIWE) with the project key; `business` (API key)."""
+    runtime = _runtime(request)
+    client = request.client.host if request.client else "unknown"
+    runtime.enforce_rate_limits(f"signin:{body.auth_type}", client)
+    if isinstance(body, AdminLogin):
+        return service.login_admin(
+            session, runtime, _environment(session, x_project_key), body.email, body.password
+        )
+    if isinstance(body, BusinessLogin):
+        return service.login_business(session, runtime, body.api_key)
+    env = _environment(session, x_project_key)
+    return service.login_user(session, runtime, env, body.message, bytes.fromhex(body.signature[2:]))
+
+
+@router.post("/refresh", response_model=TokenPair)
+def refresh(body: RefreshRequest, request: Request, session: DbSession) -> TokenPair:
+    """A new token pair for a refresh token. Each works once; presenting one again ends the session."""
+    runtime = _runtime(request)
+    client = request.client.host if request.client else "unknown"
+    runtime.enforce_rate_limits("refresh", client)
+    return service.refresh(session, runtime, body.refresh_token)
+
+
+@router.get("/me", response_model=Me)
+def me(caller: Annotated[Principal, Depends(Auth("admin", "auditor", "business", "user", "operator"))]) -> Me:
+    scope = caller.scope
+    return Me(
+        kind=caller.kind,
+        subject_id=caller.subject_id,
+        tenant_id=scope.tenant_id if scope else None,
+        environment=scope.environment if scope else None,
+        scopes=sorted(caller.scopes),
+    )
+
+
+@admins.post("", status_code=201, response_model=AdminCreated, responses=error_responses(409))
+def create_admin(body: AdminCreate, session: DbSession, caller: AdminAuth) -> AdminCreated:
+    admin, password = service.create_admin(session, caller.tenant, body)
+    return AdminCreated(**AdminOut.model_validate(admin).model_dump(), password=password)
+
+
+@admins.get("", response_model=Page[AdminOut])
+def list_admins(
+    session: DbSession,
+    caller: Annotated[Principal, Depends(Auth(ADMIN, AUDITOR))],
+    paging: Annotated[Paging, Depends()],
+) -> Page[AdminOut]:
+    rows, meta = paging.apply(session, scoped(Admin, caller.tenant).order_by(Admin.created_at, Admin.id))
+    return Page(data=[AdminOut.model_validate(a) for a in rows], meta=meta)

@@ -1,0 +1,219 @@
+"""Sign-in for admins (email + password), users (SIWE) and businesses (API key); sessions as short
+JWT access tokens plus rotating refresh tokens whose reuse revokes the whole family."""
+
+import secrets
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from backend.auth import siwe
+from backend.auth.credentials import (
+    AccessClaims,
+    AuthError,
+    burn_password_check,
+    expiry,
+    generate_password,
+    hash_password,
+    issue_access_token,
+    new_secret,
+    password_matches,
+    secret_hash,
+)
+from backend.auth.models import Admin, RefreshToken, SiweNonce
+from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, TenantScope, find_api_key
+from backend.auth.schemas import AdminCreate, TokenPair
+from backend.businesses.models import ApiKey, Business
+from backend.kit.api import Conflict
+from backend.kit.db import utcnow
+from backend.runtime import Runtime
+from backend.tenants.models import TenantEnvironment
+from backend.users import service as users
+from backend.users.schemas import UserFind
+
+ADMIN_KINDS = {"TENANT_ADMIN": ADMIN, "AUDITOR": AUDITOR}
+
+
+def issue_session(
+    session: Session,
+    runtime: Runtime,
+    kind: str,
+    subject_id: uuid.UUID,
+    scope: TenantScope,
+    scopes: tuple[str, ...] = (),
+    family_id: uuid.UUID | None = None,
+    api_key_id: uuid.UUID | None = None,
+) -> TokenPair:
+    settings = runtime.settings
+    claims = AccessClaims(
+        kind, subject_id, scope.tenant_id, scope.environment, scopes, expiry(settings.access_token_ttl)
+    )
+    refresh = new_secret("rt")
+    session.add(
+        RefreshToken(
+            id=uuid.uuid4(),
+            tenant_id=scope.tenant_id,
+            family_id=family_id or uuid.uuid4(),
+            token_hash=secret_hash(refresh),
+            environment=scope.environment,
+            subject_kind=kind,
+            subject_id=subject_id,
+            scopes=list(scopes),
+            api_key_id=api_key_id,
+            expires_at=expiry(settings.refresh_token_ttl),
+        )
+    )
+    session.flush()
+    return TokenPair(
+        access_token=issue_access_token(settings.secret_jwt_key(), claims),
+        expires_in=settings.access_token_ttl,
+        refresh_token=refresh,
+        subject_kind=kind,
+        subject_id=subject_id,
+    )
+
+
+def login_admin(
+    session: Session, runtime: Runtime, env: TenantEnvironment, email: str, password: str
+) -> TokenPair:
+    admin = session.scalar(
+        select(Admin).where(Admin.tenant_id == env.tenant_id, Admin.email == email.lower())
+    )
+    if admin is None:
+        burn_password_check(password)
+        raise AuthError("wrong email or password", code="invalid_credentials")
+    if not password_matches(admin.password_hash, password):
+        raise AuthError("wrong email or password", code="invalid_credentials")
+    scope = TenantScope(env.tenant_id, env.environment)
+    return issue_session(session, runtime, ADMIN_KINDS[admin.role], admin.id, scope)
+
+
+def login_business(session: Session, runtime: Runtime, api_key: str) -> TokenPair:
+    key, business = find_api_key(session, api_key)
+    scope = TenantScope(key.tenant_id, key.environment)
+    return issue_session(session, runtime, BUSINESS, business.id, scope, tuple(key.scopes), api_key_id=key.id)
+
+
+def new_nonce(session: Session, runtime: Runtime, env: TenantEnvironment) -> SiweNonce:
+    nonce = SiweNonce(
+        nonce=secrets.token_hex(8),
+        tenant_id=env.tenant_id,
+        environment=env.environment,
+        expires_at=expiry(runtime.settings.siwe_nonce_ttl),
+    )
+    session.add(nonce)
+    session.flush()
+    return nonce
+
+
+def chain_id(runtime: Runtime, env: TenantEnvironment) -> int:
+    if env.network is None:
+        raise AuthError(
+            f"the {env.environment} environment has no network", code="environment_not_configured"
+        )
+    return runtime.settings.chain_config().network(env.network).chain_id
+
+
+def login_user(
+    session: Session, runtime: Runtime, env: TenantEnvironment, message: str, signature: bytes
+) -> TokenPair:
+    parsed = siwe.parse(message)
+    if parsed.domain not in runtime.settings.siwe_domains:
+        raise siwe.SiweError(f"the message is for {parsed.domain!r}", code="siwe_domain_mismatch")
+    verified = siwe.verify(
+        message, signature, domain=parsed.domain, chain_id=chain_id(runtime, env), now=utcnow()
+    )
+    _consume_nonce(session, env, verified.nonce)
+    scope = TenantScope(env.tenant_id, env.environment)
+    user, _ = users.find_or_create(
+        session, runtime.keystore, scope, UserFind(wallet_address=verified.address)
+    )
+    return issue_session(session, runtime, USER, user.id, scope)
+
+
+def _consume_nonce(session: Session, env: TenantEnvironment, nonce: str) -> None:
+    found = session.get(SiweNonce, nonce)
+    if found is None or (found.tenant_id, found.environment) != (env.tenant_id, env.environment):
+        raise AuthError("unknown sign-in nonce", code="siwe_nonce_unknown")
+    if found.used_at is not None:
+        raise AuthError("this sign-in nonce was already used", code="siwe_nonce_used")
+    now = utcnow()
+    if found.expires_at <= now:
+        raise AuthError("this sign-in nonce has expired", code="siwe_nonce_expired")
+    # Conditional on still being unused, so two concurrent sign-ins cannot both take it.
+    taken = session.execute(
+        update(SiweNonce).where(SiweNonce.nonce == nonce, SiweNonce.used_at.is_(None)).values(used_at=now)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        raise AuthError("this sign-in nonce was already used", code="siwe_nonce_used")
+
+
+def refresh(session: Session, runtime: Runtime, token: str) -> TokenPair:
+    row = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == secret_hash(token)))
+    if row is None:
+        raise AuthError("unknown refresh token", code="invalid_refresh_token")
+    now = utcnow()
+    if row.revoked_at is not None:
+        raise AuthError("this session has been revoked", code="refresh_token_revoked")
+    if row.used_at is not None:
+        # A rotated token came back: whoever holds the family may be an attacker. End the session.
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        raise AuthError("refresh token reused; the session is revoked", code="refresh_token_reused")
+    if row.expires_at <= now:
+        raise AuthError("the refresh token has expired", code="refresh_token_expired")
+    claimed = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise AuthError("refresh token reused; the session is revoked", code="refresh_token_reused")
+    _check_still_allowed(session, row)
+    scope = TenantScope(row.tenant_id, row.environment)
+    return issue_session(
+        session,
+        runtime,
+        row.subject_kind,
+        row.subject_id,
+        scope,
+        tuple(row.scopes),
+        row.family_id,
+        row.api_key_id,
+    )
+
+
+def _check_still_allowed(session: Session, row: RefreshToken) -> None:
+    """The subject must still exist; a business must be active and its API key not revoked."""
+    if row.subject_kind in (ADMIN, AUDITOR):
+        admin = session.get(Admin, row.subject_id)
+        if admin is None or ADMIN_KINDS[admin.role] != row.subject_kind:
+            raise AuthError("this admin no longer exists", code="refresh_token_revoked")
+    elif row.subject_kind == BUSINESS:
+        key = session.get(ApiKey, row.api_key_id) if row.api_key_id else None
+        business = session.get(Business, row.subject_id)
+        if key is None or key.revoked_at is not None or business is None or business.status != "active":
+            raise AuthError(
+                "the API key or business of this session is no longer active", code="refresh_token_revoked"
+            )
+
+
+def create_admin(session: Session, scope: TenantScope, data: AdminCreate) -> tuple[Admin, str | None]:
+    email = data.email.lower()
+    if session.scalar(select(Admin.id).where(Admin.tenant_id == scope.tenant_id, Admin.email == email)):
+        raise Conflict("an admin with this email exists", code="email_taken")
+    generated = None if data.password else generate_password()
+    admin = Admin(
+        id=uuid.uuid4(),
+        tenant_id=scope.tenant_id,
+        email=email,
+        role=data.role,
+        name=data.name,
+        password_hash=hash_password(data.password or generated or ""),
+    )
+    session.add(admin)
+    session.flush()
+    return admin, generated

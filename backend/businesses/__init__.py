@@ -1,0 +1,1 @@
+"""Businesses: see router.py for the HTTP surface."""

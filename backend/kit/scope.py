@@ -1,0 +1,36 @@
+"""Tenant-scoped lookups: every read of a tenant-owned row goes through these, so a row of
+another tenant is indistinguishable from a missing one (404)."""
+
+import uuid
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from backend.auth.principal import TenantScope
+from backend.kit.api import NotFound
+
+M = TypeVar("M")
+
+
+def scoped(model: type[M], scope: TenantScope, *, environment: bool = False) -> Select[M]:
+    """`SELECT model WHERE tenant_id = scope` (and the environment, for per-environment rows)."""
+    query = select(model).where(model.tenant_id == scope.tenant_id)  # type: ignore[attr-defined]
+    if environment:
+        query = query.where(model.environment == scope.environment)  # type: ignore[attr-defined]
+    return query
+
+
+def get_scoped(
+    session: Session, model: type[M], scope: TenantScope, row_id: Any, *, environment: bool = False
+) -> M:
+    name = model.__name__.lower()
+    try:
+        key = row_id if isinstance(row_id, uuid.UUID) else uuid.UUID(str(row_id))
+    except ValueError:
+        raise NotFound(f"{name} not found") from None
+    query = scoped(model, scope, environment=environment).where(model.id == key)  # type: ignore[attr-defined]
+    row = session.scalar(query)
+    if row is None:
+        raise NotFound(f"{name} not found")
+    return row

@@ -1,0 +1,25 @@
+"""Every table, imported in one place for Alembic and for `create_all` in tests."""
+
+from backend.auth.models import Admin, RefreshToken, SiweNonce
+from backend.businesses.models import ApiKey, Business
+from backend.kit.db import Base
+from backend.kit.outbox import OutboxMessage
+from backend.tenants.models import Tenant, TenantEnvironment
+from backend.tokens.models import TokenType
+from backend.users.models import User
+
+metadata = Base.metadata
+
+__all__ = [
+    "Admin",
+    "ApiKey",
+    "Business",
+    "OutboxMessage",
+    "RefreshToken",
+    "SiweNonce",
+    "Tenant",
+    "TenantEnvironment",
+    "TokenType",
+    "User",
+    "metadata",
+]

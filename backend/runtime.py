@@ -1,0 +1,96 @@
+"""What one process holds: settings, the database engine, the keystore, chain connections and the
+rate limiter. `pers up` shares one runtime between the API and the in-process worker, so both see
+the same embedded EVM."""
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.chain.client import Chain, connect
+from backend.chain.deploy import PlatformDeployment, deploy_platform
+from backend.kit.db import make_engine, make_sessionmaker
+from backend.kit.errors import PersError
+from backend.kit.keystore import Keystore
+from backend.kit.ratelimit import RateLimiter, Rule, build_rate_limiter
+from backend.settings import Settings
+
+
+class RateLimited(PersError):
+    code = "rate_limited"
+    status = 429
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keystore: Keystore
+    rate_limiter: RateLimiter
+    _chains: dict[str, Chain] = field(default_factory=dict)
+    _platforms: dict[str, PlatformDeployment] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Runtime":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.sqlalchemy_url())
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            keystore=settings.keystore(),
+            rate_limiter=build_rate_limiter(settings.redis_url),
+        )
+
+    def dispatch(self, job_id: uuid.UUID) -> None:
+        from backend.worker import dispatch
+
+        dispatch(job_id)
+
+    def enforce_rate_limits(self, credential: str, client_address: str) -> None:
+        """One budget per credential and one per client address, shared by every API process."""
+        s = self.settings
+        for key, limit in (
+            (f"key:{credential}", s.rate_limit_per_key),
+            (f"addr:{client_address}", s.rate_limit_per_address),
+        ):
+            decision = self.rate_limiter.hit(key, Rule(limit, s.rate_limit_window))
+            if not decision.allowed:
+                raise RateLimited("too many requests", retry_after=decision.retry_after)
+
+    def chain(self, network: str) -> Chain:
+        with self._lock:
+            if network not in self._chains:
+                self._chains[network] = connect(self.settings, network)
+            return self._chains[network]
+
+    def platform(self, network: str) -> PlatformDeployment:
+        """The platform contracts on `network`, deployed on first use (idempotent)."""
+        chain = self.chain(network)
+        with self._lock:
+            if network not in self._platforms:
+                self._platforms[network] = deploy_platform(chain)
+            return self._platforms[network]
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime) -> Runtime:
+    global _current
+    _current = runtime
+    return runtime
+
+
+def current() -> Runtime:
+    """The process's runtime; worker processes build it from the environment on first use."""
+    global _current
+    if _current is None:
+        from backend.settings import get_settings
+
+        _current = Runtime.from_settings(get_settings())
+    return _current

@@ -1,0 +1,1 @@
+"""Tenants: see router.py for the HTTP surface."""

@@ -1,0 +1,1 @@
+"""Tokens: see router.py for the HTTP surface."""

@@ -1,0 +1,38 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, PROJECT, USER, AdminAuth, Auth, Principal
+from backend.kit.api import Page, Paging, error_responses
+from backend.kit.scope import scoped
+from backend.kit.session import DbSession
+from backend.tokens import service
+from backend.tokens.models import TokenType
+from backend.tokens.schemas import TokenCreate, TokenOut, TokenUpdate
+
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=error_responses(400, 401, 403, 422, 429))
+Reader = Annotated[Principal, Depends(Auth(PROJECT, ADMIN, AUDITOR, BUSINESS, USER, scope="tokens:read"))]
+
+
+@router.post("", status_code=202, response_model=TokenOut, responses=error_responses(409))
+def create_token(body: TokenCreate, session: DbSession, caller: AdminAuth) -> TokenType:
+    """Create a token type: `pending` until its contract (credit) or id (reward, status) is on chain."""
+    return service.create_token(session, caller.tenant, body)
+
+
+@router.get("", response_model=Page[TokenOut])
+def list_tokens(session: DbSession, caller: Reader, paging: Annotated[Paging, Depends()]) -> Page[TokenOut]:
+    """The environment's token types; public with the project key."""
+    query = scoped(TokenType, caller.tenant, environment=True).order_by(TokenType.created_at, TokenType.id)
+    rows, meta = paging.apply(session, query)
+    return Page(data=[TokenOut.model_validate(r) for r in rows], meta=meta)
+
+
+@router.get("/{token_id}", response_model=TokenOut, responses=error_responses(404))
+def get_token(token_id: str, session: DbSession, caller: Reader) -> TokenType:
+    return service.get_token(session, caller.tenant, token_id)
+
+
+@router.patch("/{token_id}", response_model=TokenOut, responses=error_responses(404))
+def update_token(token_id: str, body: TokenUpdate, session: DbSession, caller: AdminAuth) -> TokenType:
+    return service.update_token(session, caller.tenant, token_id, body)

@@ -1,0 +1,38 @@
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from backend.kit.api import Input, Schema, Uint256Str
+
+MAX_CREDIT_SUPPLY = 2**248 - 1  # the credit contract keeps its cap in 248 bits
+
+
+class TokenCreate(Input):
+    kind: Literal["credit", "reward", "status"]
+    name: str = Field(min_length=1, max_length=64)
+    symbol: str = Field(pattern=r"^[A-Za-z0-9]{1,16}$")
+    decimals: int = Field(default=0, ge=0, le=18)
+    metadata_uri: str | None = Field(default=None, max_length=2048)
+    max_supply: Uint256Str | None = None
+
+
+class TokenUpdate(Input):
+    metadata_uri: str | None = Field(default=None, max_length=2048)
+
+
+class TokenOut(Schema):
+    id: uuid.UUID
+    kind: str
+    name: str
+    symbol: str
+    decimals: int
+    metadata_uri: str | None
+    max_supply: Uint256Str | None
+    status: str
+    failure_reason: str | None
+    environment: str
+    contract_address: str | None
+    chain_token_id: Uint256Str | None = Field(description="The ERC-1155 id of a reward or status")
+    created_at: datetime

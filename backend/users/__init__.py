@@ -1,0 +1,1 @@
+"""Users: see router.py for the HTTP surface."""

@@ -1,0 +1,105 @@
+"""The Celery application. One task, `pers.run_job`, runs an outbox job by id; the domain's job
+handlers register themselves on import below. `pers worker` runs it against the real broker;
+`pers up` runs it in process on Celery's in-memory transport."""
+
+import importlib
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import structlog
+from celery import Celery, Task
+
+from backend import runtime as runtime_module
+from backend.kit import jobs, outbox
+from backend.kit.db import unit_of_work, utcnow
+from backend.kit.jobs import RetryLater
+
+# Job handlers register themselves when their modules load.
+JOB_MODULES = ("backend.businesses.tasks", "backend.tenants.tasks", "backend.tokens.tasks")
+for module in JOB_MODULES:
+    importlib.import_module(module)
+
+log = structlog.get_logger()
+celery_app = Celery("pers")
+celery_app.conf.update(
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    task_default_queue="pers",
+    worker_hijack_root_logger=False,
+)
+SWEEP_EVERY = 5.0
+STALE_AFTER = timedelta(seconds=30)
+
+
+@celery_app.task(name="pers.run_job", bind=True, max_retries=None)
+def run_job(self: Task, job_id: str) -> None:
+    try:
+        jobs.run(runtime_module.current(), uuid.UUID(job_id))
+    except RetryLater as later:
+        log.info("job.retry", job_id=job_id, reason=str(later))
+        raise self.retry(countdown=later.countdown) from None
+
+
+def configure(broker_url: str) -> Celery:
+    celery_app.conf.broker_url = broker_url
+    return celery_app
+
+
+def dispatch(job_id: uuid.UUID) -> None:
+    """Sends a job's message. A broker that is down delays the job until the sweeper resends it."""
+    try:
+        run_job.apply_async(args=[str(job_id)], retry=False)
+    except Exception as exc:  # kombu raises transport-specific errors
+        log.warning("job.dispatch_failed", job_id=str(job_id), error=type(exc).__name__)
+
+
+def sweep_once() -> int:
+    runtime = runtime_module.current()
+    with unit_of_work(runtime.sessions) as session:
+        ids = outbox.stale(session, STALE_AFTER)
+        for message in session.scalars(outbox.select_by_ids(ids)):
+            message.dispatched_at = utcnow()
+    for job_id in ids:
+        dispatch(job_id)
+    return len(ids)
+
+
+def start_sweeper(stop: threading.Event) -> threading.Thread:
+    def loop() -> None:
+        while not stop.wait(SWEEP_EVERY):
+            try:
+                sweep_once()
+            except Exception as exc:  # the sweeper must outlive a database hiccup
+                log.warning("sweeper.failed", error=str(exc))
+
+    thread = threading.Thread(target=loop, name="outbox-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+def start_in_process(stop: threading.Event) -> list[threading.Thread]:
+    """A worker thread consuming the in-memory broker, plus the sweeper (the `pers up` mode)."""
+    worker = celery_app.WorkController(
+        pool_cls="solo",
+        concurrency=1,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel="WARNING",
+    )
+    thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
+    thread.start()
+
+    def stopper() -> None:
+        stop.wait()
+        worker.stop()
+
+    waiter = threading.Thread(target=stopper, daemon=True)
+    waiter.start()
+    time.sleep(0)  # let the worker thread begin consuming
+    return [thread, waiter, start_sweeper(stop)]
