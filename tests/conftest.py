@@ -7,10 +7,15 @@ is missing is skipped with a loud reason locally; under CI=true any skip fails t
 import os
 import socket
 import subprocess
+import sys
+import threading
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -19,6 +24,7 @@ from web3 import Web3
 from backend.chain.client import Chain, connect, dev_account
 from backend.chain.deploy import ContractKind, CreditSpec, TokenKind, create_tenant_contracts, deploy_platform
 from backend.settings import PROJECT_ROOT, Settings
+from tests.platform import Platform
 
 ANVIL = PROJECT_ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 IN_CI = os.environ.get("CI") == "true"
@@ -38,11 +44,9 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def anvil_url() -> Iterator[str]:
-    if url := os.environ.get("PERS_TEST_RPC_URL"):
-        yield url
-        return
+@contextmanager
+def running_anvil() -> Iterator[str]:
+    """A fresh anvil node on a free port, stopped afterwards."""
     if not ANVIL.exists():
         missing(f"anvil not found at {ANVIL}: run `npm ci` in contracts/")
     port = free_port()
@@ -56,9 +60,20 @@ def anvil_url() -> Iterator[str]:
             proc.kill()
             pytest.fail("anvil did not start")
         time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def anvil_url() -> Iterator[str]:
+    if url := os.environ.get("PERS_TEST_RPC_URL"):
+        yield url
+        return
+    with running_anvil() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -143,3 +158,149 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if IN_CI and _skipped:
         print(f"\nCI=true: {len(_skipped)} skipped test(s) count as failures: {_skipped[:5]}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def reachable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def service_url(variable: str, default: str, port: int, what: str) -> str:
+    """A service from PERS_TEST_* or the machine's default; missing means skipped (failed under CI)."""
+    url = os.environ.get(variable)
+    if url:
+        return url
+    if not reachable("127.0.0.1", port):
+        missing(f"{what} is not running on 127.0.0.1:{port} (run scripts/services or set {variable})")
+    return default
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the test server, dropped after the session."""
+    import psycopg
+
+    base = service_url(
+        "PERS_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test", 5432, "PostgreSQL"
+    )
+    name = f"pers_test_{uuid.uuid4().hex[:10]}"
+    admin_dsn = base.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    return service_url("PERS_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//", 5672, "RabbitMQ")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return service_url("PERS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", 6379, "Redis")
+
+
+OPERATOR_TOKEN = "op_test_" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def embedded_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """`pers up`'s stack in this process: SQLite, the embedded EVM, Celery on its in-memory transport."""
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from backend.app import create_app
+    from backend.kit import migrate
+    from backend.runtime import Runtime, install
+    from backend.worker import configure, start_in_process
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("embedded"),
+        operator_token=SecretStr(OPERATOR_TOKEN),
+        siwe_domains=["testserver"],
+        broker_url="memory://",
+        rate_limit_per_key=100_000,
+        rate_limit_per_address=100_000,
+    )
+    runtime = install(Runtime.from_settings(settings))
+    configure(settings.broker_url)
+    migrate.upgrade(settings.sqlalchemy_url())
+    runtime.platform("embedded")
+    stop = threading.Event()
+    start_in_process(stop)
+    with TestClient(create_app(runtime)) as client:
+        yield Platform(client, OPERATOR_TOKEN, runtime.chain("embedded").w3, "testserver")
+    stop.set()
+
+
+@pytest.fixture(scope="session")
+def production_platform(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, broker_url: str, redis_url: str
+) -> Iterator[Platform]:
+    """The production processes: `pers db upgrade`, `pers worker` and `pers api` on Postgres, RabbitMQ,
+    Redis and a fresh anvil, driven over HTTP."""
+    with running_anvil() as rpc_url:
+        port = free_port()
+        data = tmp_path_factory.mktemp("production")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERS_")}
+        env.update(
+            PERS_DATA_DIR=str(data),
+            PERS_DATABASE_URL=postgres_url,
+            PERS_BROKER_URL=broker_url,
+            PERS_REDIS_URL=redis_url,
+            PERS_NETWORK="local",
+            PERS_LOCAL_RPC_URL=rpc_url,
+            PERS_OPERATOR_TOKEN=OPERATOR_TOKEN,
+            PERS_MASTER_KEY=uuid.uuid4().hex + uuid.uuid4().hex,
+            PERS_JWT_SECRET=uuid.uuid4().hex,
+            PERS_SIWE_DOMAINS=f'["127.0.0.1:{port}"]',
+            PERS_RATE_LIMIT_PER_KEY="100000",
+            PERS_RATE_LIMIT_PER_ADDRESS="100000",
+        )
+        pers = [sys.executable, "-m", "backend.cli"]
+        upgrade = subprocess.run(
+            [*pers, "db", "upgrade"], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT
+        )
+        assert upgrade.returncode == 0, upgrade.stderr
+        logs = {name: open(data / f"{name}.log", "w") for name in ("worker", "api")}  # noqa: SIM115
+        processes = [
+            subprocess.Popen(
+                [*pers, "worker"], env=env, cwd=PROJECT_ROOT, stdout=logs["worker"], stderr=subprocess.STDOUT
+            ),
+            subprocess.Popen(
+                [*pers, "api", "--port", str(port)],
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdout=logs["api"],
+                stderr=subprocess.STDOUT,
+            ),
+        ]
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while not reachable("127.0.0.1", port):
+                assert all(p.poll() is None for p in processes), (data / "api.log").read_text()
+                assert time.monotonic() < deadline, "pers api did not start"
+                time.sleep(0.1)
+            with httpx.Client(base_url=base, timeout=30) as client:
+                yield Platform(client, OPERATOR_TOKEN, Web3(Web3.HTTPProvider(rpc_url)), f"127.0.0.1:{port}")
+        finally:
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            for handle in logs.values():
+                handle.close()
+
+
+@pytest.fixture(params=["embedded", "production"])
+def platform(request: pytest.FixtureRequest) -> Platform:
+    """Each API scenario runs on `pers up`'s embedded stack and on the production processes."""
+    found: Platform = request.getfixturevalue(f"{request.param}_platform")
+    return found
