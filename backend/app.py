@@ -5,6 +5,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -31,17 +32,26 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+# When a request has several problems, the code names the most telling one.
+CODE_PRECEDENCE = (
+    "unknown_field",
+    "invalid_address",
+    "invalid_amount",
+    "invalid_type",
+    "invalid_value",
+    "missing_field",
+)
+
+
 def validation_code(error: dict[str, Any]) -> str:
     """A machine-readable code for the first thing wrong with a request."""
-    kind, message = error["type"], str(error.get("msg", "")).lower()
+    kind = str(error["type"])
+    if kind in ("invalid_address", "invalid_amount"):  # raised by our own field types
+        return kind
     if kind == "extra_forbidden":
         return "unknown_field"
     if kind == "missing":
         return "missing_field"
-    if "checksum" in message or "address" in message:
-        return "invalid_address"
-    if "decimal" in message or "2^256" in message:
-        return "invalid_amount"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return "invalid_type"
     return "invalid_value"
@@ -62,6 +72,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if "\x00" in unquote(request.url.path + "?" + request.url.query):
+            # Postgres cannot store or compare NUL characters: refuse them at the door.
+            body = error_body("invalid_value", "the URL contains a NUL character")
+            return JSONResponse(body, status_code=400, headers={"x-request-id": rid})
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
         try:
@@ -92,12 +106,15 @@ def create_app(runtime: Runtime) -> FastAPI:
             return JSONResponse(
                 error_body("malformed_json", "the body is not valid JSON", details), status_code=400
             )
-        code = validation_code(errors[0]) if errors else "invalid_value"
+        codes = {validation_code(e) for e in errors}
+        code = next((c for c in CODE_PRECEDENCE if c in codes), "invalid_value")
         return JSONResponse(error_body(code, "invalid request", details), status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
     @app.get("/healthz", tags=["operations"])

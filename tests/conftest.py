@@ -214,6 +214,7 @@ def embedded_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
 
     from backend.app import create_app
     from backend.kit import migrate
+    from backend.kit.logging import configure as configure_logging
     from backend.runtime import Runtime, install
     from backend.worker import configure, start_in_process
 
@@ -225,6 +226,7 @@ def embedded_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
         rate_limit_per_key=100_000,
         rate_limit_per_address=100_000,
     )
+    configure_logging("warning")
     runtime = install(Runtime.from_settings(settings))
     configure(settings.broker_url)
     migrate.upgrade(settings.sqlalchemy_url())

@@ -108,7 +108,9 @@ def siwe_sign_in(
     nonce = platform.client.post("/v1/auth/siwe/nonce", headers=tenant.with_project())
     assert nonce.status_code == 201, nonce.text
     issued = nonce.json()
-    message = siwe_message(platform, account, issued["nonce"], issued["chainId"], **changes)
+    message = siwe_message(
+        platform, account, **{"nonce": issued["nonce"], "chain_id": issued["chainId"], **changes}
+    )
     return platform.client.post(
         "/v1/auth/token",
         json={"authType": "user", "message": message, "signature": sign(account, message)},

@@ -25,7 +25,7 @@ from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, TenantScope, 
 from backend.auth.schemas import AdminCreate, TokenPair
 from backend.businesses.models import ApiKey, Business
 from backend.kit.api import Conflict
-from backend.kit.db import utcnow
+from backend.kit.db import unit_of_work, utcnow
 from backend.runtime import Runtime
 from backend.tenants.models import TenantEnvironment
 from backend.users import service as users
@@ -156,12 +156,14 @@ def refresh(session: Session, runtime: Runtime, token: str) -> TokenPair:
     if row.revoked_at is not None:
         raise AuthError("this session has been revoked", code="refresh_token_revoked")
     if row.used_at is not None:
-        # A rotated token came back: whoever holds the family may be an attacker. End the session.
-        session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+        # A rotated token came back: whoever holds the family may be an attacker. End the session, in
+        # a transaction of its own, since the request's is rolled back with the error.
+        with unit_of_work(runtime.sessions) as own:
+            own.execute(
+                update(RefreshToken)
+                .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
         raise AuthError("refresh token reused; the session is revoked", code="refresh_token_reused")
     if row.expires_at <= now:
         raise AuthError("the refresh token has expired", code="refresh_token_expired")

@@ -4,8 +4,17 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -22,20 +31,37 @@ class Schema(BaseModel):
 
 
 class Input(Schema):
-    """Request body: camelCase, unknown fields refused."""
+    """Request body: camelCase, unknown fields refused, no NUL characters (Postgres cannot store them)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _uint256(value: Any) -> int:
     # Only decimal strings (or JSON integers) of 0..2^256-1; never floats.
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError("must be a decimal string")
+        raise PydanticCustomError("invalid_amount", "must be a decimal integer string")
     if isinstance(value, str) and (not value.isascii() or not value.isdigit() or len(value) > 78):
-        raise ValueError("must be a non-negative decimal integer string")
+        raise PydanticCustomError("invalid_amount", "must be a non-negative decimal integer string")
     number = int(value)
     if not 0 <= number <= UINT256_MAX:
-        raise ValueError("must be between 0 and 2^256-1")
+        raise PydanticCustomError("invalid_amount", "must be between 0 and 2^256-1")
     return number
 
 

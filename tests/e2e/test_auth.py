@@ -1,0 +1,225 @@
+"""Signing in: SIWE (EIP-4361) for wallets, passwords for admins, API keys for businesses, and
+rotating refresh tokens; every refusal with its own code."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from eth_account import Account
+
+from tests.platform import Platform, TenantSession, bearer, create_tenant, sign, siwe_message, siwe_sign_in
+
+
+@pytest.fixture
+def tenant(platform: Platform) -> TenantSession:
+    return create_tenant(platform)
+
+
+def code(response: object) -> str:
+    return str(response.json()["error"]["code"])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "optional",
+    [
+        {},
+        {"statement": None},
+        {"expiration_time": None},
+        {"not_before": datetime.now(UTC) - timedelta(minutes=1), "request_id": "req-42"},
+        {
+            "resources": (
+                "ipfs://bafybeiemxf5abjwjbikoz4mc3a3dla6ual3jsgpdr4cjr3oz3evfyavhwq/",
+                "https://example.com/a",
+            )
+        },
+    ],
+    ids=["all-usual-fields", "no-statement", "no-expiry", "not-before-and-request-id", "resources"],
+)
+def test_siwe_sign_in_with_and_without_optional_fields(
+    platform: Platform, tenant: TenantSession, optional: dict[str, object]
+) -> None:
+    wallet = Account.create()
+    response = siwe_sign_in(platform, tenant, wallet, **optional)
+    assert response.status_code == 200, response.text
+    me = platform.client.get("/v1/auth/me", headers=bearer(response.json()["accessToken"])).json()
+    assert me["kind"] == "user" and me["tenantId"] == tenant.id
+    profile = platform.client.get("/v1/users/me", headers=bearer(response.json()["accessToken"])).json()
+    assert profile["walletAddress"] == wallet.address
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"domain": "evil.example"}, "siwe_domain_mismatch"),
+        ({"chain_id": 1}, "siwe_chain_mismatch"),
+        (
+            {
+                "issued_at": datetime.now(UTC) - timedelta(hours=2),
+                "expiration_time": datetime.now(UTC) - timedelta(hours=1),
+            },
+            "siwe_expired",
+        ),
+        ({"not_before": datetime.now(UTC) + timedelta(hours=1)}, "siwe_not_yet_valid"),
+        ({"nonce": "neverissued1"}, "siwe_nonce_unknown"),
+    ],
+    ids=["other-domain", "other-chain", "expired", "not-yet-valid", "unknown-nonce"],
+)
+def test_siwe_refusals(
+    platform: Platform, tenant: TenantSession, changes: dict[str, object], expected: str
+) -> None:
+    users_before = _user_count(platform, tenant)
+    response = siwe_sign_in(platform, tenant, Account.create(), **changes)
+    assert response.status_code == 401 and code(response) == expected, response.text
+    assert _user_count(platform, tenant) == users_before  # nothing was created
+
+
+def test_siwe_nonce_is_single_use_and_signature_must_match(platform: Platform, tenant: TenantSession) -> None:
+    client, wallet = platform.client, Account.create()
+    issued = client.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).json()
+    message = siwe_message(platform, wallet, issued["nonce"], issued["chainId"])
+    body = {"authType": "user", "message": message, "signature": sign(wallet, message)}
+
+    forged = {**body, "signature": sign(Account.create(), message)}
+    refused = client.post("/v1/auth/token", json=forged, headers=tenant.with_project())
+    assert refused.status_code == 401 and code(refused) == "siwe_bad_signature"
+
+    assert client.post("/v1/auth/token", json=body, headers=tenant.with_project()).status_code == 200
+    replay = client.post("/v1/auth/token", json=body, headers=tenant.with_project())
+    assert replay.status_code == 401 and code(replay) == "siwe_nonce_used"
+
+    # A nonce belongs to the tenant that issued it.
+    other = create_tenant(platform, "Other")
+    fresh = client.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).json()
+    message = siwe_message(platform, wallet, fresh["nonce"], fresh["chainId"])
+    elsewhere = client.post(
+        "/v1/auth/token",
+        json={"authType": "user", "message": message, "signature": sign(wallet, message)},
+        headers=other.with_project(),
+    )
+    assert elsewhere.status_code == 401 and code(elsewhere) == "siwe_nonce_unknown"
+
+    malformed = client.post(
+        "/v1/auth/token",
+        json={"authType": "user", "message": "hello", "signature": body["signature"]},
+        headers=tenant.with_project(),
+    )
+    assert malformed.status_code == 400 and code(malformed) == "siwe_malformed"
+
+
+def test_refresh_tokens_rotate_and_reuse_revokes_the_family(
+    platform: Platform, tenant: TenantSession
+) -> None:
+    client = platform.client
+    first = siwe_sign_in(platform, tenant, Account.create()).json()
+    second = client.post("/v1/auth/refresh", json={"refreshToken": first["refreshToken"]})
+    assert second.status_code == 200 and second.json()["refreshToken"] != first["refreshToken"]
+    assert client.get("/v1/auth/me", headers=bearer(second.json()["accessToken"])).status_code == 200
+
+    reused = client.post("/v1/auth/refresh", json={"refreshToken": first["refreshToken"]})
+    assert reused.status_code == 401 and code(reused) == "refresh_token_reused"
+    # The thief's reuse ended the session: the legitimate holder's newer token no longer works.
+    revoked = client.post("/v1/auth/refresh", json={"refreshToken": second.json()["refreshToken"]})
+    assert revoked.status_code == 401 and code(revoked) == "refresh_token_revoked"
+    unknown = client.post("/v1/auth/refresh", json={"refreshToken": "rt_nothing"})
+    assert unknown.status_code == 401 and code(unknown) == "invalid_refresh_token"
+
+
+def test_admin_and_business_credentials(platform: Platform, tenant: TenantSession) -> None:
+    client = platform.client
+    email = tenant.raw["admin"]["email"]
+    wrong = client.post(
+        "/v1/auth/token",
+        json={"authType": "admin", "email": email, "password": "not the password"},
+        headers=tenant.with_project(),
+    )
+    assert wrong.status_code == 401 and code(wrong) == "invalid_credentials"
+    nobody = client.post(
+        "/v1/auth/token",
+        json={"authType": "admin", "email": "nobody@example.com", "password": "whatever"},
+        headers=tenant.with_project(),
+    )
+    assert nobody.status_code == 401 and code(nobody) == "invalid_credentials"
+    no_project = client.post("/v1/auth/token", json={"authType": "admin", "email": email, "password": "x"})
+    assert no_project.status_code == 401 and code(no_project) == "project_key_required"
+
+    business = client.post("/v1/businesses", json={"name": "Kiosk"}, headers=tenant.admin_headers).json()
+    key = client.post(
+        f"/v1/businesses/{business['id']}/api-keys",
+        json={"scopes": ["users:read"]},
+        headers=tenant.admin_headers,
+    ).json()
+    session = client.post("/v1/auth/token", json={"authType": "business", "apiKey": key["key"]})
+    assert session.status_code == 200
+    me = client.get("/v1/auth/me", headers=bearer(session.json()["accessToken"])).json()
+    assert me["kind"] == "business" and me["scopes"] == ["users:read"]
+    # Scopes are enforced: this key may read users but not create them.
+    denied = client.post("/v1/users", json={"externalId": "c-1"}, headers={"X-API-Key": key["key"]})
+    assert denied.status_code == 403 and code(denied) == "insufficient_scope"
+
+    revoke = client.delete(
+        f"/v1/businesses/{business['id']}/api-keys/{key['id']}", headers=tenant.admin_headers
+    )
+    assert revoke.status_code == 204
+    after = client.get("/v1/users", headers={"X-API-Key": key["key"]})
+    assert after.status_code == 401 and code(after) == "api_key_revoked"
+    refreshed = client.post("/v1/auth/refresh", json={"refreshToken": session.json()["refreshToken"]})
+    assert refreshed.status_code == 401 and code(refreshed) == "refresh_token_revoked"
+    unknown = client.get("/v1/users", headers={"X-API-Key": "sk_test_unknown"})
+    assert unknown.status_code == 401 and code(unknown) == "invalid_api_key"
+
+    garbage = client.get("/v1/auth/me", headers={"Authorization": "Bearer not-a-jwt"})
+    assert garbage.status_code == 401 and code(garbage) == "invalid_token"
+    nothing = client.get("/v1/auth/me")
+    assert nothing.status_code == 401 and code(nothing) == "unauthenticated"
+
+
+def test_a_project_key_of_one_tenant_with_a_token_of_another(
+    platform: Platform, tenant: TenantSession
+) -> None:
+    other = create_tenant(platform, "Other")
+    mixed = platform.client.get(
+        "/v1/tokens", headers={**tenant.admin_headers, "X-Project-Key": other.project_key}
+    )
+    assert mixed.status_code == 403 and code(mixed) == "tenant_mismatch"
+    live = platform.client.get(
+        "/v1/tokens", headers={**tenant.admin_headers, "X-Project-Key": tenant.live_project_key}
+    )
+    assert live.status_code == 403 and code(live) == "tenant_mismatch"
+    unknown = platform.client.get("/v1/tokens", headers={"X-Project-Key": "pk_test_unknown"})
+    assert unknown.status_code == 401 and code(unknown) == "invalid_project_key"
+
+
+def test_auditors_read_but_do_not_write(platform: Platform, tenant: TenantSession) -> None:
+    client = platform.client
+    created = client.post(
+        "/v1/admins",
+        json={"email": "auditor@example.com", "role": "AUDITOR", "password": "a long auditor password"},
+        headers=tenant.admin_headers,
+    )
+    assert created.status_code == 201 and created.json()["password"] is None
+    signed_in = client.post(
+        "/v1/auth/token",
+        json={"authType": "admin", "email": "auditor@example.com", "password": "a long auditor password"},
+        headers=tenant.with_project(),
+    )
+    auditor = bearer(signed_in.json()["accessToken"])
+    assert client.get("/v1/auth/me", headers=auditor).json()["kind"] == "auditor"
+    assert client.get("/v1/admins", headers=auditor).json()["meta"]["total"] == 2
+    assert client.get("/v1/tenants/me/contracts", headers=auditor).status_code == 200
+    for method, path, body in (
+        ("POST", "/v1/businesses", {"name": "X"}),
+        ("POST", "/v1/tokens", {"kind": "reward", "name": "Mug", "symbol": "MUG"}),
+        ("PATCH", "/v1/tenants/me", {"name": "Renamed"}),
+        ("POST", "/v1/admins", {"email": "x@example.com", "role": "AUDITOR"}),
+    ):
+        refused = client.request(method, path, json=body, headers=auditor)
+        assert refused.status_code == 403 and code(refused) == "forbidden", (method, path)
+    assert client.get("/v1/tenants/me", headers=auditor).json()["name"] == "Acme"
+    duplicate = client.post(
+        "/v1/admins", json={"email": "AUDITOR@example.com", "role": "AUDITOR"}, headers=tenant.admin_headers
+    )
+    assert duplicate.status_code == 409 and code(duplicate) == "email_taken"
+
+
+def _user_count(platform: Platform, tenant: TenantSession) -> int:
+    total: int = platform.client.get("/v1/users", headers=tenant.admin_headers).json()["meta"]["total"]
+    return total
