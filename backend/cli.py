@@ -255,6 +255,10 @@ def tenant_create(
     if network_live:
         settings.live_network = network_live
     runtime = _runtime(settings)
+    if runtime.engine.dialect.name == "sqlite":  # the embedded database is migrated on use
+        from backend.kit import migrate
+
+        migrate.upgrade(settings.sqlalchemy_url())
     slug = slug or re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64]
     try:
         data = TenantCreate(name=name, slug=slug, admin_email=admin_email or f"admin@{slug}.example")

@@ -132,12 +132,17 @@ def find_api_key(session: Session, api_key: str) -> tuple[ApiKey, Business]:
 
 
 # Declared as security schemes, so OpenAPI documents them as such (not as plain header parameters).
+# Each needs its own scheme name: both API-key headers would otherwise be "APIKeyHeader", and the
+# second would replace the first in the document.
 bearer_scheme = HTTPBearer(auto_error=False, description="A session's access token, or the operator token.")
 api_key_scheme = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="A business's secret key (sk_…)."
+    name="X-API-Key", scheme_name="ApiKey", auto_error=False, description="A business's secret key (sk_…)."
 )
 project_key_scheme = APIKeyHeader(
-    name="X-Project-Key", auto_error=False, description="A project key (pk_…): public."
+    name="X-Project-Key",
+    scheme_name="ProjectKey",
+    auto_error=False,
+    description="A project key (pk_…): public.",
 )
 
 

@@ -1,6 +1,7 @@
-"""Structured logs (structlog) on one line each, with the request id bound per request."""
+"""Structured logs (structlog) as one JSON object a line on stderr, with the request id bound per request."""
 
 import logging
+import sys
 
 import structlog
 
@@ -14,5 +15,6 @@ def configure(level: str = "info") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),  # stdout is for command output
         cache_logger_on_first_use=True,
     )

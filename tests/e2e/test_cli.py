@@ -144,3 +144,26 @@ def test_up_serves_health_and_openapi_and_stops_cleanly(tmp_path: Path, stop: si
     assert proc.returncode == 0, output
     assert "TokenFactory" in output and "stopped" in output
     assert (tmp_path / "data" / "master.key").exists()
+
+
+def test_tenant_create_deploys_on_the_configured_network(tmp_path: Path, anvil_url: str) -> None:
+    embedded = pers("tenant", "create", "--name", "Demo Shop", "--json", env=environment(tmp_path / "a"))
+    assert embedded.returncode == 0, embedded.stderr
+    created = json.loads(embedded.stdout)
+    assert created["slug"] == "demo-shop" and created["admin"]["password"]
+    envs = {e["environment"]: e for e in created["environments"]}
+    assert envs["test"]["status"] == "active" and envs["test"]["network"] == "embedded"
+    assert envs["test"]["projectKey"].startswith("pk_test_") and envs["live"]["projectKey"].startswith(
+        "pk_live_"
+    )
+    assert envs["live"]["status"] == "unconfigured"
+
+    env = environment(tmp_path / "b", PERS_LOCAL_RPC_URL=anvil_url)
+    on_anvil = pers("tenant", "create", "--name", "Anvil Shop", "--network-test", "local", "--json", env=env)
+    assert on_anvil.returncode == 0, on_anvil.stderr
+    test_env = next(e for e in json.loads(on_anvil.stdout)["environments"] if e["environment"] == "test")
+    assert test_env["status"] == "active" and test_env["network"] == "local"
+    assert len(Web3(Web3.HTTPProvider(anvil_url)).eth.get_code(test_env["rewards"])) > 0
+
+    again = pers("tenant", "create", "--name", "Anvil Shop", "--network-test", "local", "--json", env=env)
+    assert again.returncode == 1 and "taken" in again.stderr
