@@ -25,7 +25,7 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(chain_app, name="chain")
 app.add_typer(bench_app, name="bench")
 
-console = Console()
+console = Console(soft_wrap=True)  # keys and tokens stay on one line, whatever the terminal width
 F = TypeVar("F", bound=Callable[..., Any])
 
 NetworkOption = Annotated[
@@ -130,6 +130,7 @@ def _runtime(settings: Settings) -> "Runtime":
 def up(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    demo: Annotated[bool, typer.Option("--demo", help="Seed a demo tenant and print its keys.")] = False,
 ) -> None:
     """Run the platform in one process on the embedded defaults: SQLite, in-process EVM, in-process
     worker (Celery on its in-memory transport). Data in PERS_DATA_DIR."""
@@ -166,6 +167,8 @@ def up(
         console.print(
             f"  operator token (this run only; set PERS_OPERATOR_TOKEN to keep one): {generated_token}"
         )
+    if demo:
+        _seed_demo(runtime)
     sys.stdout.flush()
     from backend.app import create_app
 
@@ -174,6 +177,31 @@ def up(
     finally:
         stop.set()
     console.print("stopped")
+
+
+def _seed_demo(runtime: "Runtime") -> None:
+    """A `demo` tenant, created on the first `--demo` run (its admin password is shown that once)."""
+    from sqlalchemy import select
+
+    from backend.kit import outbox
+    from backend.kit.db import unit_of_work
+    from backend.tenants import service
+    from backend.tenants.models import Tenant
+    from backend.tenants.schemas import TenantCreate
+
+    with unit_of_work(runtime.sessions) as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.slug == "demo"))
+        password = None
+        if tenant is None:
+            data = TenantCreate(name="Demo", slug="demo", admin_email="admin@demo.example")
+            tenant, _, password = service.create_tenant(session, runtime.settings, runtime.keystore, data)
+        keys = {e.environment: e.project_key for e in service.environments(session, tenant.id)}
+        jobs = outbox.on_commit(session)
+    for job_id in jobs:
+        runtime.dispatch(job_id)
+    console.print(f"  demo tenant: admin@demo.example, project key (test) {keys['test']}")
+    if password:
+        console.print(f"  demo admin password (shown once): {password}")
 
 
 @app.command("api")

@@ -109,41 +109,105 @@ def test_gas_benchmark_meets_the_bars(tmp_path: Path) -> None:
     assert gas["onboarding_clones"] <= 0.15 * gas["onboarding_full"]
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_up_serves_health_and_openapi_and_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [*PERS, "up", "--port", str(port)],
-        env=environment(tmp_path),
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+class Up:
+    """A `pers up --demo` process: waits until it serves, reads what it printed."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"up-{self.port}.log"
+        self.handle = open(self.log, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [*PERS, "up", "--port", str(self.port), "--demo"],
+            env=environment(tmp_path),
+            cwd=PROJECT_ROOT,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
-                health = httpx.get(f"{base}/healthz")
-                break
+                httpx.get(f"{self.base}/healthz")
+                return
             except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "pers up did not start"
+                assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
                 time.sleep(0.1)
+
+    def printed(self, prefix: str) -> str:
+        line = next(x for x in self.log.read_text().splitlines() if prefix in x)
+        return line.split(prefix, 1)[1].strip()
+
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> str:
+        self.proc.send_signal(how)
+        self.proc.wait(30)
+        self.handle.close()
+        assert self.proc.returncode == 0, self.log.read_text()
+        return self.log.read_text()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_up_serves_health_and_openapi_and_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
+    up = Up(tmp_path)
+    try:
+        health = httpx.get(f"{up.base}/healthz")
         assert health.status_code == 200 and health.json() == {"status": "ok"}
-        ready = httpx.get(f"{base}/readyz")
-        assert ready.status_code == 200 and ready.json()["checks"]["chain"]["ok"]
-        spec = httpx.get(f"{base}/openapi.json").json()
-        assert {"/healthz", "/readyz"} <= set(spec["paths"])
-        assert httpx.get(f"{base}/docs").status_code == 200
-        missing_route = httpx.get(f"{base}/v1/nothing")
+        ready = httpx.get(f"{up.base}/readyz")
+        assert ready.status_code == 200, ready.text
+        assert {c: v["ok"] for c, v in ready.json()["checks"].items()} == {
+            "database": True,
+            "broker": True,
+            "chain": True,
+        }
+        spec = httpx.get(f"{up.base}/openapi.json").json()
+        assert {"/healthz", "/readyz", "/v1/tenants", "/v1/auth/token"} <= set(spec["paths"])
+        assert httpx.get(f"{up.base}/docs").status_code == 200
+        missing_route = httpx.get(f"{up.base}/v1/nothing")
         assert missing_route.status_code == 404 and missing_route.json()["error"]["code"] == "not_found"
     finally:
-        proc.send_signal(stop)
-        output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, output
+        output = up.stop(stop)
     assert "TokenFactory" in output and "stopped" in output
-    assert (tmp_path / "data" / "master.key").exists()
+    assert (tmp_path / "data" / "master.key").exists() and (tmp_path / "data" / "pers.db").exists()
+
+
+def test_up_keeps_tenants_and_their_contract_addresses_across_restarts(tmp_path: Path) -> None:
+    first = Up(tmp_path)
+    try:
+        project_key = first.printed("project key (test)")
+        password = first.printed("demo admin password (shown once):")
+        token = httpx.post(
+            f"{first.base}/v1/auth/token",
+            json={"authType": "admin", "email": "admin@demo.example", "password": password},
+            headers={"X-Project-Key": project_key},
+        ).json()["accessToken"]
+        headers = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(
+            f"{first.base}/v1/tokens",
+            json={"kind": "credit", "name": "Pts", "symbol": "PTS"},
+            headers=headers,
+        )
+        assert created.status_code == 202
+        before = wait_for_active(first.base, headers)
+    finally:
+        first.stop()
+    second = Up(tmp_path)
+    try:
+        assert second.printed("project key (test)") == project_key
+        assert "password" not in second.log.read_text()  # shown once, on the first run only
+        after = wait_for_active(second.base, headers)  # the access token is still valid: same data dir
+        assert after == before
+    finally:
+        second.stop()
+
+
+def wait_for_active(base: str, headers: dict[str, str]) -> dict[str, object]:
+    deadline = time.monotonic() + 60
+    while True:
+        contracts = httpx.get(f"{base}/v1/tenants/me/contracts", headers=headers).json()[0]
+        if contracts["status"] == "active" and all(c["status"] == "active" for c in contracts["credits"]):
+            return {"rewards": contracts["rewards"], "credits": [c["address"] for c in contracts["credits"]]}
+        assert time.monotonic() < deadline, contracts
+        time.sleep(0.1)
 
 
 def test_tenant_create_deploys_on_the_configured_network(tmp_path: Path, anvil_url: str) -> None:
