@@ -24,8 +24,8 @@ from backend.auth.models import Admin, RefreshToken, SiweNonce
 from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, TenantScope, find_api_key
 from backend.auth.schemas import AdminCreate, TokenPair
 from backend.businesses.models import ApiKey, Business
-from backend.kit.api import Conflict
 from backend.kit.db import unit_of_work, utcnow
+from backend.kit.errors import Conflict
 from backend.runtime import Runtime
 from backend.tenants.models import TenantEnvironment
 from backend.users import service as users

@@ -9,8 +9,8 @@ from backend.auth.principal import API_SCOPES, TenantScope
 from backend.businesses.models import ApiKey, Business
 from backend.businesses.schemas import ApiKeyCreate, BusinessCreate, BusinessUpdate
 from backend.kit import outbox
-from backend.kit.api import NotFound
 from backend.kit.db import utcnow
+from backend.kit.errors import NotFound
 from backend.kit.keystore import Keystore
 from backend.kit.scope import get_scoped
 from backend.tenants.service import ENVIRONMENTS

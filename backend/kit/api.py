@@ -19,7 +19,6 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from backend.kit.db import UINT256_MAX
-from backend.kit.errors import PersError
 
 T = TypeVar("T")
 
@@ -87,21 +86,6 @@ class ErrorBody(BaseModel):
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": "error"} for status in statuses}
-
-
-class NotFound(PersError):
-    code = "not_found"
-    status = 404
-
-
-class Conflict(PersError):
-    code = "conflict"
-    status = 409
-
-
-class BadRequest(PersError):
-    code = "bad_request"
-    status = 400
 
 
 class PageMeta(BaseModel):

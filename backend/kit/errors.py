@@ -19,6 +19,16 @@ class PersError(Exception):
         self.details = details
 
 
+class NotFound(PersError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(PersError):
+    code = "conflict"
+    status = 409
+
+
 class ConfigError(PersError):
     code = "config_error"
     status = 500

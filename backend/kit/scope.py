@@ -8,7 +8,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
-from backend.kit.api import NotFound
+from backend.kit.errors import NotFound
 
 M = TypeVar("M")
 

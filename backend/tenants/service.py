@@ -13,8 +13,8 @@ from web3 import Web3
 from backend.auth.credentials import generate_password, hash_password, new_secret
 from backend.auth.models import Admin
 from backend.kit import outbox
-from backend.kit.api import Conflict
 from backend.kit.db import unit_of_work
+from backend.kit.errors import Conflict
 from backend.kit.keystore import Keystore
 from backend.settings import Settings
 from backend.tenants.models import Tenant, TenantEnvironment

@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
 from backend.kit import outbox
-from backend.kit.api import Conflict
-from backend.kit.errors import PersError
+from backend.kit.errors import Conflict, PersError
 from backend.kit.scope import get_scoped
 from backend.tenants.models import TenantEnvironment
 from backend.tokens.models import TokenType

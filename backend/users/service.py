@@ -8,8 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
-from backend.kit.api import Conflict
-from backend.kit.errors import PersError
+from backend.kit.errors import Conflict, PersError
 from backend.kit.keystore import Keystore
 from backend.kit.scope import get_scoped, scoped
 from backend.users.models import User
