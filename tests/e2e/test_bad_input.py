@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.platform import Platform, TenantSession, create_tenant
+from tests.platform import Platform, TenantSession, create_tenant, wait_for
 
 CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BAD_CHECKSUM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
@@ -12,7 +12,14 @@ BAD_CHECKSUM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
 
 @pytest.fixture
 def tenant(platform: Platform) -> TenantSession:
-    return create_tenant(platform)
+    """A tenant whose background deployment has finished, so only the requests below could change it."""
+    created = create_tenant(platform)
+    wait_for(
+        lambda: platform.client.get("/v1/tenants/me", headers=created.admin_headers).json()["environments"],
+        lambda envs: all(e["status"] != "pending" for e in envs),
+        "tenant deployment",
+    )
+    return created
 
 
 def snapshot(platform: Platform, tenant: TenantSession) -> dict[str, Any]:
