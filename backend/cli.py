@@ -121,7 +121,7 @@ def _runtime(settings: Settings) -> "Runtime":
 
     configure(settings.log_level)
     runtime = install(Runtime.from_settings(settings))
-    configure_celery(settings.broker_url)
+    configure_celery(settings.broker_url, settings.queue)
     return runtime
 
 

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = None  # default: SQLite in the data directory
     broker_url: str = "memory://"  # the embedded default: Celery in process
+    queue: str = "pers"  # the broker queue the API sends jobs to and the workers consume
     redis_url: str | None = None  # shared rate limits; in-memory when unset
     jwt_secret: SecretStr | None = None  # default: generated into the data directory
     operator_token: SecretStr | None = None

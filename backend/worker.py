@@ -29,8 +29,8 @@ celery_app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
-    task_default_queue="pers",
     worker_hijack_root_logger=False,
+    worker_enable_remote_control=False,  # no pidbox queue: workers on one host and broker never clash
 )
 SWEEP_EVERY = 5.0
 STALE_AFTER = timedelta(seconds=30)
@@ -45,8 +45,9 @@ def run_job(self: Task, job_id: str) -> None:
         raise self.retry(countdown=later.countdown) from None
 
 
-def configure(broker_url: str) -> Celery:
+def configure(broker_url: str, queue: str) -> Celery:
     celery_app.conf.broker_url = broker_url
+    celery_app.conf.task_default_queue = queue
     return celery_app
 
 

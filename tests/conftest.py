@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
+import kombu
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -236,7 +237,7 @@ def embedded_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
     )
     configure_logging("warning")
     runtime = install(Runtime.from_settings(settings))
-    configure(settings.broker_url)
+    configure(settings.broker_url, settings.queue)
     migrate.upgrade(settings.sqlalchemy_url())
     runtime.platform("embedded")
     stop = threading.Event()
@@ -255,11 +256,13 @@ def production_platform(
     with running_anvil() as rpc_url:
         port = free_port()
         data = tmp_path_factory.mktemp("production")
+        queue = f"pers-test-{uuid.uuid4().hex[:8]}"  # other runs on this broker keep to their own
         env = {k: v for k, v in os.environ.items() if not k.startswith("PERS_")}
         env.update(
             PERS_DATA_DIR=str(data),
             PERS_DATABASE_URL=postgres_url,
             PERS_BROKER_URL=broker_url,
+            PERS_QUEUE=queue,
             PERS_REDIS_URL=redis_url,
             PERS_NETWORK="local",
             PERS_LOCAL_RPC_URL=rpc_url,
@@ -307,6 +310,8 @@ def production_platform(
                     proc.kill()
             for handle in logs.values():
                 handle.close()
+            with kombu.Connection(broker_url) as connection:
+                connection.default_channel.queue_delete(queue)
 
 
 @pytest.fixture(params=["embedded", "production"])
