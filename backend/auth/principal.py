@@ -102,15 +102,15 @@ def identify(
     elif project is not None:
         scope = TenantScope(project.tenant_id, project.environment)
         principal = Principal(PROJECT, scope, None, frozenset(), f"project:{project.id}")
-    _same_tenant(project, principal)
+    same_project(project, principal.scope if principal else None)
     return principal
 
 
-def _same_tenant(project: TenantEnvironment | None, principal: Principal | None) -> None:
+def same_project(project: TenantEnvironment | None, scope: TenantScope | None) -> None:
     """A project key sent along with other credentials must name the same tenant and environment."""
-    if project is None or principal is None or principal.scope is None:
+    if project is None or scope is None:
         return
-    if principal.scope != TenantScope(project.tenant_id, project.environment):
+    if scope != TenantScope(project.tenant_id, project.environment):
         raise Forbidden("the project key belongs to another tenant or environment", code="tenant_mismatch")
 
 

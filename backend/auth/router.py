@@ -83,18 +83,22 @@ def token(
             session, runtime, _environment(session, x_project_key), body.email, body.password
         )
     if isinstance(body, BusinessLogin):
-        return service.login_business(session, runtime, body.api_key)
+        project = project_environment(session, x_project_key) if x_project_key else None
+        return service.login_business(session, runtime, body.api_key, project)
     env = _environment(session, x_project_key)
     return service.login_user(session, runtime, env, body.message, bytes.fromhex(body.signature[2:]))
 
 
 @router.post("/refresh", response_model=TokenPair)
-def refresh(body: RefreshRequest, request: Request, session: DbSession) -> TokenPair:
+def refresh(
+    body: RefreshRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
+) -> TokenPair:
     """A new token pair for a refresh token. Each works once; presenting one again ends the session."""
     runtime = _runtime(request)
     client = request.client.host if request.client else "unknown"
     runtime.enforce_rate_limits("refresh", client)
-    return service.refresh(session, runtime, body.refresh_token)
+    project = project_environment(session, x_project_key) if x_project_key else None
+    return service.refresh(session, runtime, body.refresh_token, project)
 
 
 @router.get("/me", response_model=Me)

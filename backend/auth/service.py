@@ -21,7 +21,7 @@ from backend.auth.credentials import (
     secret_hash,
 )
 from backend.auth.models import Admin, RefreshToken, SiweNonce
-from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, TenantScope, find_api_key
+from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, TenantScope, find_api_key, same_project
 from backend.auth.schemas import AdminCreate, TokenPair
 from backend.businesses.models import ApiKey, Business
 from backend.kit.db import unit_of_work, utcnow
@@ -88,9 +88,12 @@ def login_admin(
     return issue_session(session, runtime, ADMIN_KINDS[admin.role], admin.id, scope)
 
 
-def login_business(session: Session, runtime: Runtime, api_key: str) -> TokenPair:
+def login_business(
+    session: Session, runtime: Runtime, api_key: str, project: TenantEnvironment | None
+) -> TokenPair:
     key, business = find_api_key(session, api_key)
     scope = TenantScope(key.tenant_id, key.environment)
+    same_project(project, scope)
     return issue_session(session, runtime, BUSINESS, business.id, scope, tuple(key.scopes), api_key_id=key.id)
 
 
@@ -148,10 +151,11 @@ def _consume_nonce(session: Session, env: TenantEnvironment, nonce: str) -> None
         raise AuthError("this sign-in nonce was already used", code="siwe_nonce_used")
 
 
-def refresh(session: Session, runtime: Runtime, token: str) -> TokenPair:
+def refresh(session: Session, runtime: Runtime, token: str, project: TenantEnvironment | None) -> TokenPair:
     row = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == secret_hash(token)))
     if row is None:
         raise AuthError("unknown refresh token", code="invalid_refresh_token")
+    same_project(project, TenantScope(row.tenant_id, row.environment))
     now = utcnow()
     if row.revoked_at is not None:
         raise AuthError("this session has been revoked", code="refresh_token_revoked")

@@ -487,20 +487,22 @@ def token_calls(sweep: Sweep, cred: Cred) -> list[Call]:
                 note="A's admin email and password with B's project key",
             ),
         ]
-    # Business credentials, the operator and no credentials: a business sign-in with B's key. This
-    # sign-in reads no project key, so even next to A's it succeeds: with a session in B (check_session).
-    return [Call(body=sweep.sign_in_body("business"), expect=want(200), note="business sign-in")]
+    # Business credentials, the operator and no credentials: a business sign-in with B's key; next to
+    # A's project key it is refused, otherwise it gives a session in B (check_session).
+    expect = want(403, "tenant_mismatch") if cred.mixed else want(200)
+    return [Call(body=sweep.sign_in_body("business"), expect=expect, note="business sign-in")]
 
 
 def refresh_calls(sweep: Sweep, cred: Cred) -> list[Call]:
-    """The current refresh token of B's matching session (the project key's: B's SIWE user's). The route
-    reads no project key, so next to A's it succeeds too, and the new session must be B's (check_session)."""
+    """The current refresh token of B's matching session (the project key's: B's SIWE user's). Next to
+    A's project key it is refused; otherwise the new session must be B's (check_session)."""
     if cred.kind in (None, "operator"):
         unknown = f"rt_{uuid.uuid4().hex}"
         return [Call(body={"refreshToken": unknown}, expect=want(401, "invalid_refresh_token"))]
     kind = "user" if cred.kind == "project" else cred.kind
     body = {"refreshToken": sweep.refresh_token(kind)}
-    return [Call(body=body, expect=want(200), after=lambda response: sweep.rotate(kind, response))]
+    expect = want(403, "tenant_mismatch") if cred.mixed else want(200)
+    return [Call(body=body, expect=expect, after=lambda response: sweep.rotate(kind, response))]
 
 
 def users_search(sweep: Sweep, cred: Cred) -> list[Call]:
