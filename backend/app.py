@@ -57,6 +57,33 @@ def validation_code(error: dict[str, Any]) -> str:
     return "invalid_value"
 
 
+# Deeper bodies are refused before they are parsed: the EVM libraries raise the interpreter's recursion
+# limit, so the JSON parser would recurse until the process crashes instead of raising RecursionError.
+MAX_JSON_DEPTH = 32
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+
+
+def nests_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether a JSON text nests arrays and objects more than `limit` levels (brackets in strings aside)."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped, in_string = byte == _BACKSLASH, byte != _QUOTE
+        elif byte == _QUOTE:
+            in_string = True
+        elif byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in b"]}":
+            depth -= 1
+    return False
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +102,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         if "\x00" in unquote(request.url.path + "?" + request.url.query):
             # Postgres cannot store or compare NUL characters: refuse them at the door.
             body = error_body("invalid_value", "the URL contains a NUL character")
+            return JSONResponse(body, status_code=400, headers={"x-request-id": rid})
+        body_methods = ("POST", "PUT", "PATCH")
+        if request.method in body_methods and nests_deeper_than(await request.body(), MAX_JSON_DEPTH):
+            message = f"the body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep"
+            body = error_body("malformed_json", message)
             return JSONResponse(body, status_code=400, headers={"x-request-id": rid})
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
@@ -115,7 +147,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(
             exc.status_code, "http_error"
         )
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        # Keep the exception's headers: a 405 must say which methods are allowed (`Allow`).
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

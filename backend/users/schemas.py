@@ -1,11 +1,32 @@
+import math
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import EmailStr, Field
+from pydantic import AfterValidator, EmailStr, Field
 
 from backend.kit.api import Input, Schema
 from backend.kit.types import Address
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _storable(attributes: dict[str, Any]) -> dict[str, Any]:
+    # 1e400 is valid JSON but parses to infinity (so does Python's NaN extension); Postgres refuses both.
+    if not _finite(attributes):
+        raise ValueError("numbers must be finite")
+    return attributes
+
+
+Attributes = Annotated[dict[str, Any], AfterValidator(_storable)]
 
 
 class UserFind(Input):
@@ -15,13 +36,13 @@ class UserFind(Input):
     external_id: str | None = Field(default=None, min_length=1, max_length=128)
     email: EmailStr | None = None
     name: str | None = Field(default=None, max_length=120)
-    attributes: dict[str, Any] | None = None
+    attributes: Attributes | None = None
 
 
 class UserUpdate(Input):
     name: str | None = Field(default=None, max_length=120)
     email: EmailStr | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: Attributes | None = None
 
 
 class UserOut(Schema):
