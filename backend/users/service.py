@@ -82,10 +82,10 @@ def search(
     if email:
         query = query.where(User.email == email.lower())
     if q:
-        pattern = f"%{q.lower()}%"
-        query = query.where(
-            or_(User.name.ilike(pattern), User.email.ilike(pattern), User.external_id.ilike(pattern))
-        )
+        # The search text is literal: its % and _ are not wildcards.
+        literal = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        columns = (User.name, User.email, User.external_id)
+        query = query.where(or_(*(c.ilike(f"%{literal}%", escape="\\") for c in columns)))
     return query.order_by(User.created_at, User.id)
 
 

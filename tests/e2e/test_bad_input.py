@@ -196,3 +196,12 @@ def test_conflicts_and_operator_only_calls(platform: Platform, tenant: TenantSes
         "/v1/users", json={"walletAddress": CHECKSUMMED.lower()}, headers=tenant.admin_headers
     )
     assert found.status_code == 201 and found.json()["walletAddress"] == CHECKSUMMED
+
+
+def test_user_search_text_is_literal(platform: Platform, tenant: TenantSession) -> None:
+    client, headers = platform.client, tenant.admin_headers
+    for external_id in ("a_b%", "axbyz", "A_B%c"):
+        assert client.post("/v1/users", json={"externalId": external_id}, headers=headers).status_code == 201
+    found = client.get("/v1/users", params={"q": "a_b%"}, headers=headers).json()
+    assert sorted(u["externalId"] for u in found["data"]) == ["A_B%c", "a_b%"]
+    assert client.get("/v1/users", params={"q": "%"}, headers=headers).json()["meta"]["total"] == 2
