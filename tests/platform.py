@@ -70,7 +70,7 @@ def create_tenant(platform: Platform, name: str = "Acme") -> TenantSession:
     )
 
 
-def wait_for(fetch: Any, done: Any, what: str, timeout: float = 60) -> Any:
+def wait_for(fetch: Any, done: Any, what: str, timeout: float = 120) -> Any:
     """Polls `fetch()` until `done(result)`; a bounded wait for background work, not a timing assertion."""
     deadline = time.monotonic() + timeout
     while True:

@@ -25,6 +25,12 @@ def activate(runtime: Runtime, token_id: str) -> None:
         if token is None or token.status != "pending":
             return
         env = environment(session, token.tenant_id, token.environment)
+        if env.status == "failed":
+            token.status, token.failure_reason = (
+                "failed",
+                f"the environment's deployment failed: {env.failure_reason}",
+            )
+            return
         if env.status != "active":
             raise RetryLater("the environment's contracts are not deployed yet", countdown=3)
         session.expunge_all()

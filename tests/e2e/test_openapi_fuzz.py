@@ -17,6 +17,7 @@ default (50) sends about 2,800 requests, in under a minute on two cores; -s prin
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +36,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import func, select
 
-from tests.platform import Platform, bearer, create_tenant, siwe_sign_in
+from backend.kit.outbox import OutboxMessage
+from tests.platform import Platform, bearer, create_tenant, siwe_sign_in, wait_for
 
 EXAMPLES = int(os.environ.get("PERS_FUZZ_EXAMPLES", "50"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -269,3 +272,20 @@ def test_undeclared_methods(
         # `GET` though PATCH exists too): the header must be there and name only real methods.
         allowed = {m.strip().lower() for m in response.headers.get("allow", "").split(",")} - {""}
         assert allowed and allowed <= {*methods, "head"}, (path, response.headers)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def drained(embedded_platform: Platform) -> Iterator[None]:
+    """Fuzzing creates tenants, businesses and tokens by the hundred; the tests after this module
+    share the embedded worker, so the module ends when every job it caused has run."""
+    yield
+    runtime = embedded_platform.client.app.state.runtime  # type: ignore[attr-defined]
+
+    def pending() -> int:
+        with runtime.sessions() as session:
+            query = select(func.count()).where(OutboxMessage.completed_at.is_(None))
+            return int(session.scalar(query) or 0)
+
+    started, left = time.monotonic(), pending()
+    wait_for(pending, lambda n: n == 0, "the fuzzed jobs to finish", timeout=600)
+    print(f"\n{left} jobs drained in {time.monotonic() - started:.1f}s")
