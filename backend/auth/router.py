@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from backend.auth import service
-from backend.auth.credentials import AuthError
+from backend.auth.credentials import AuthError, secret_hash
 from backend.auth.models import Admin
 from backend.auth.principal import (
     ADMIN,
@@ -70,21 +70,28 @@ def siwe_nonce(request: Request, session: DbSession, caller: ProjectAuth) -> Non
     )
 
 
+def _throttle(request: Request, key: str) -> None:
+    """Sign-in calls carry no credential yet: budget them by what they target, and by client address."""
+    client = request.client.host if request.client else "unknown"
+    _runtime(request).enforce_rate_limits(key, client)
+
+
 @router.post("/token", response_model=TokenPair)
 def token(
     body: TokenRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
 ) -> TokenPair:
     """Sign in: `admin` (email + password) or `user` (SIWE) with the project key; `business` (API key)."""
     runtime = _runtime(request)
-    client = request.client.host if request.client else "unknown"
-    runtime.enforce_rate_limits(f"signin:{body.auth_type}", client)
     if isinstance(body, AdminLogin):
-        return service.login_admin(
-            session, runtime, _environment(session, x_project_key), body.email, body.password
-        )
+        _throttle(request, f"signin:admin:{x_project_key}:{body.email.lower()}")
+        env = _environment(session, x_project_key)
+        return service.login_admin(session, runtime, env, body.email, body.password)
     if isinstance(body, BusinessLogin):
+        _throttle(request, f"signin:business:{secret_hash(body.api_key)[:16]}")
         project = project_environment(session, x_project_key) if x_project_key else None
         return service.login_business(session, runtime, body.api_key, project)
+    # A SIWE signature cannot be guessed: only the per-address budget matters here.
+    _throttle(request, f"signin:user:{request.client.host if request.client else 'unknown'}")
     env = _environment(session, x_project_key)
     return service.login_user(session, runtime, env, body.message, bytes.fromhex(body.signature[2:]))
 
@@ -94,11 +101,9 @@ def refresh(
     body: RefreshRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
 ) -> TokenPair:
     """A new token pair for a refresh token. Each works once; presenting one again ends the session."""
-    runtime = _runtime(request)
-    client = request.client.host if request.client else "unknown"
-    runtime.enforce_rate_limits("refresh", client)
+    _throttle(request, f"refresh:{secret_hash(body.refresh_token)[:16]}")
     project = project_environment(session, x_project_key) if x_project_key else None
-    return service.refresh(session, runtime, body.refresh_token, project)
+    return service.refresh(session, _runtime(request), body.refresh_token, project)
 
 
 @router.get("/me", response_model=Me)
