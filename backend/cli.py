@@ -296,7 +296,10 @@ def tenant_create(
         tenant, admin, password = service.create_tenant(session, settings, runtime.keystore, data)
         job_ids = outbox.on_commit(session)
     for job_id in job_ids:  # deploy here and now rather than through a worker
-        jobs.run(runtime, job_id)
+        try:
+            jobs.run(runtime, job_id)
+        except jobs.RetryLater as later:  # the job stays in the outbox for `pers worker`
+            typer.echo(f"warning: deployment deferred to the worker: {later}", err=True)
     with unit_of_work(runtime.sessions) as session:
         environments = [_env_json(e) for e in service.environments(session, tenant.id)]
     if as_json:
