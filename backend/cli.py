@@ -210,13 +210,25 @@ def api(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
-    """Serve the HTTP API (production: PERS_DATABASE_URL, PERS_BROKER_URL, PERS_OPERATOR_TOKEN set)."""
+    """Serve the HTTP API (production: PERS_DATABASE_URL, PERS_BROKER_URL and the secrets set)."""
     from backend.app import create_app
 
-    settings = _settings()
-    if settings.operator_token is None:
-        raise PersError("pers api needs PERS_OPERATOR_TOKEN", code="missing_operator_token")
+    settings = _production_settings("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")
     serve(create_app(_runtime(settings)), host, port)
+
+
+def _production_settings(*required: str) -> Settings:
+    """The production processes share secrets across machines: generated development defaults won't do."""
+    settings = _settings()
+    values = {
+        "PERS_OPERATOR_TOKEN": settings.operator_token,
+        "PERS_MASTER_KEY": settings.master_key,
+        "PERS_JWT_SECRET": settings.jwt_secret,
+    }
+    missing = [name for name in required if values[name] is None]
+    if missing:
+        raise PersError(f"set {', '.join(missing)} for the production processes", code="missing_secret")
+    return settings
 
 
 @app.command("worker")
@@ -228,7 +240,7 @@ def worker() -> None:
 
     from backend.worker import celery_app, start_sweeper
 
-    _runtime(_settings())
+    _runtime(_production_settings("PERS_MASTER_KEY"))
     stop = threading.Event()
     start_sweeper(stop)
     try:

@@ -92,6 +92,8 @@ def test_commands_fail_with_a_one_line_reason(tmp_path: Path) -> None:
             ["chain", "deploy", "--network", "local", "--rpc-url", f"http://127.0.0.1:{free_port()}"],
             "cannot reach",
         ),
+        (["api", "--port", str(free_port())], "PERS_OPERATOR_TOKEN, PERS_MASTER_KEY, PERS_JWT_SECRET"),
+        (["worker"], "PERS_MASTER_KEY"),
     ]
     for args, reason in cases:
         result = pers(*args, env=env)
