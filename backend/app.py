@@ -142,6 +142,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         code = next((c for c in CODE_PRECEDENCE if c in codes), "invalid_value")
         return JSONResponse(error_body(code, "invalid request", details), status_code=422)
 
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.unhandled", error=type(exc).__name__)
+        return JSONResponse(error_body("internal_error", "something went wrong on our side"), status_code=500)
+
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(

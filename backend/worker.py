@@ -10,8 +10,10 @@ from datetime import timedelta
 
 import structlog
 from celery import Celery, Task
+from sqlalchemy import delete
 
 from backend import runtime as runtime_module
+from backend.auth.models import SiweNonce
 from backend.kit import jobs, outbox
 from backend.kit.db import unit_of_work, utcnow
 from backend.kit.jobs import RetryLater
@@ -60,8 +62,10 @@ def dispatch(job_id: uuid.UUID) -> None:
 
 
 def sweep_once() -> int:
+    """Resends stale jobs (returns how many) and drops sign-in nonces that expired a day ago."""
     runtime = runtime_module.current()
     with unit_of_work(runtime.sessions) as session:
+        session.execute(delete(SiweNonce).where(SiweNonce.expires_at < utcnow() - timedelta(days=1)))
         ids = outbox.stale(session, STALE_AFTER)
         for message in session.scalars(outbox.select_by_ids(ids)):
             message.dispatched_at = utcnow()

@@ -69,6 +69,7 @@ class AccessClaims:
     environment: str
     scopes: tuple[str, ...]
     expires_at: datetime
+    api_key_id: uuid.UUID | None = None  # business sessions: the key they came from
 
 
 def issue_access_token(key: bytes, claims: AccessClaims) -> str:
@@ -82,6 +83,8 @@ def issue_access_token(key: bytes, claims: AccessClaims) -> str:
         "exp": claims.expires_at,
         "jti": secrets.token_hex(8),
     }
+    if claims.api_key_id is not None:
+        payload["kid"] = str(claims.api_key_id)
     return jwt.encode(payload, key, algorithm=JWT_ALGORITHM)
 
 
@@ -97,6 +100,7 @@ def read_access_token(key: bytes, token: str) -> AccessClaims:
             environment=str(payload["env"]),
             scopes=tuple(payload.get("scp", ())),
             expires_at=datetime.fromtimestamp(payload["exp"], tz=utcnow().tzinfo),
+            api_key_id=uuid.UUID(payload["kid"]) if "kid" in payload else None,
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("the access token has expired", code="token_expired") from exc

@@ -3,15 +3,17 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from backend.auth.credentials import AuthError, read_access_token, same, secret_hash
 from backend.businesses.models import ApiKey, Business
+from backend.kit.db import utcnow
 from backend.kit.errors import PersError
 from backend.kit.session import DbSession
 from backend.runtime import Runtime
@@ -26,6 +28,7 @@ ADMIN, AUDITOR, BUSINESS, USER, OPERATOR, PROJECT = (
     "project",
 )
 SESSION_KINDS = {ADMIN, AUDITOR, BUSINESS, USER}
+LAST_USED_PRECISION = timedelta(minutes=1)
 API_SCOPES = ("users:read", "users:write", "tokens:read", "transactions:write", "events:write")
 
 
@@ -88,6 +91,8 @@ def identify(
             claims = read_access_token(runtime.settings.secret_jwt_key(), token)
             if claims.kind not in SESSION_KINDS:
                 raise AuthError("the access token is not valid", code="invalid_token")
+            if claims.kind == BUSINESS:  # the session lives only as long as its key and business
+                live_api_key(session, claims.api_key_id)
             principal = Principal(
                 claims.kind,
                 TenantScope(claims.tenant_id, claims.environment),
@@ -116,10 +121,18 @@ def same_project(project: TenantEnvironment | None, scope: TenantScope | None) -
 
 def find_api_key(session: Session, api_key: str) -> tuple[ApiKey, Business]:
     """The live key and its active business, or the reason it cannot be used."""
+    return _usable(session, ApiKey.key_hash == secret_hash(api_key))
+
+
+def live_api_key(session: Session, key_id: uuid.UUID | None) -> tuple[ApiKey, Business]:
+    if key_id is None:
+        raise AuthError("the access token is not valid", code="invalid_token")
+    return _usable(session, ApiKey.id == key_id)
+
+
+def _usable(session: Session, condition: ColumnElement[bool]) -> tuple[ApiKey, Business]:
     found = session.execute(
-        select(ApiKey, Business)
-        .join(Business, Business.id == ApiKey.business_id)
-        .where(ApiKey.key_hash == secret_hash(api_key))
+        select(ApiKey, Business).join(Business, Business.id == ApiKey.business_id).where(condition)
     ).first()
     if found is None:
         raise AuthError("unknown API key", code="invalid_api_key")
@@ -128,6 +141,9 @@ def find_api_key(session: Session, api_key: str) -> tuple[ApiKey, Business]:
         raise AuthError("this API key has been revoked", code="api_key_revoked")
     if business.status != "active":
         raise Forbidden("this business is suspended", code="business_suspended")
+    now = utcnow()
+    if key.last_used_at is None or key.last_used_at < now - LAST_USED_PRECISION:
+        key.last_used_at = now  # written at most once a minute per key, with the request
     return key, business
 
 

@@ -3,8 +3,10 @@ JWT access tokens plus rotating refresh tokens whose reuse revokes the whole fam
 
 import secrets
 import uuid
+from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.auth import siwe
@@ -25,7 +27,7 @@ from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, TenantScope, 
 from backend.auth.schemas import AdminCreate, TokenPair
 from backend.businesses.models import ApiKey, Business
 from backend.kit.db import unit_of_work, utcnow
-from backend.kit.errors import Conflict
+from backend.kit.errors import Conflict, PersError
 from backend.runtime import Runtime
 from backend.tenants.models import TenantEnvironment
 from backend.users import service as users
@@ -46,7 +48,13 @@ def issue_session(
 ) -> TokenPair:
     settings = runtime.settings
     claims = AccessClaims(
-        kind, subject_id, scope.tenant_id, scope.environment, scopes, expiry(settings.access_token_ttl)
+        kind,
+        subject_id,
+        scope.tenant_id,
+        scope.environment,
+        scopes,
+        expiry(settings.access_token_ttl),
+        api_key_id,
     )
     refresh = new_secret("rt")
     session.add(
@@ -111,8 +119,8 @@ def new_nonce(session: Session, runtime: Runtime, env: TenantEnvironment) -> Siw
 
 def chain_id(runtime: Runtime, env: TenantEnvironment) -> int:
     if env.network is None:
-        raise AuthError(
-            f"the {env.environment} environment has no network", code="environment_not_configured"
+        raise PersError(
+            f"the {env.environment} environment has no network", code="environment_not_configured", status=409
         )
     return runtime.settings.chain_config().network(env.network).chain_id
 
@@ -160,14 +168,7 @@ def refresh(session: Session, runtime: Runtime, token: str, project: TenantEnvir
     if row.revoked_at is not None:
         raise AuthError("this session has been revoked", code="refresh_token_revoked")
     if row.used_at is not None:
-        # A rotated token came back: whoever holds the family may be an attacker. End the session, in
-        # a transaction of its own, since the request's is rolled back with the error.
-        with unit_of_work(runtime.sessions) as own:
-            own.execute(
-                update(RefreshToken)
-                .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
+        _revoke_family(runtime, row.family_id, now)
         raise AuthError("refresh token reused; the session is revoked", code="refresh_token_reused")
     if row.expires_at <= now:
         raise AuthError("the refresh token has expired", code="refresh_token_expired")
@@ -176,7 +177,8 @@ def refresh(session: Session, runtime: Runtime, token: str, project: TenantEnvir
         .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
         .values(used_at=now)
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]  # presented twice at once: treat as reuse
+        _revoke_family(runtime, row.family_id, now)
         raise AuthError("refresh token reused; the session is revoked", code="refresh_token_reused")
     _check_still_allowed(session, row)
     scope = TenantScope(row.tenant_id, row.environment)
@@ -190,6 +192,17 @@ def refresh(session: Session, runtime: Runtime, token: str, project: TenantEnvir
         row.family_id,
         row.api_key_id,
     )
+
+
+def _revoke_family(runtime: Runtime, family_id: uuid.UUID, now: datetime) -> None:
+    """A rotated token came back: whoever holds the family may be an attacker, so the session ends. In a
+    transaction of its own, since the request's is rolled back with the error."""
+    with unit_of_work(runtime.sessions) as own:
+        own.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
 
 
 def _check_still_allowed(session: Session, row: RefreshToken) -> None:
@@ -221,5 +234,8 @@ def create_admin(session: Session, scope: TenantScope, data: AdminCreate) -> tup
         password_hash=hash_password(data.password or generated or ""),
     )
     session.add(admin)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # created concurrently
+        raise Conflict("an admin with this email exists", code="email_taken") from exc
     return admin, generated

@@ -17,9 +17,10 @@ class Business(Timestamped, Base):
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | suspended
     signer_address: Mapped[str] = mapped_column(String(42))
-    signer_key_sealed: Mapped[str | None] = mapped_column(
-        Text
-    )  # None: the business registered its own signer
+    # None when the business registered its own signer address.
+    signer_key_sealed: Mapped[str | None] = mapped_column(Text)
+    # Signers it used before: their minter role is revoked, and stays revoked.
+    retired_signers: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class ApiKey(Timestamped, Base):

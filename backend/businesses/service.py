@@ -8,14 +8,13 @@ from backend.auth.credentials import new_secret, secret_hash
 from backend.auth.principal import API_SCOPES, TenantScope
 from backend.businesses.models import ApiKey, Business
 from backend.businesses.schemas import ApiKeyCreate, BusinessCreate, BusinessUpdate
-from backend.kit import outbox
 from backend.kit.db import utcnow
 from backend.kit.errors import NotFound
 from backend.kit.keystore import Keystore
 from backend.kit.scope import get_scoped
+from backend.tenants.onchain import enqueue_sync
 from backend.tenants.service import ENVIRONMENTS
 
-SYNC_JOB = "businesses.sync_minters"
 PREFIX_LENGTH = 12
 
 
@@ -25,14 +24,18 @@ def signer_context(business_id: uuid.UUID) -> str:
 
 def _sync_roles(session: Session, tenant_id: uuid.UUID) -> None:
     for environment in ENVIRONMENTS:
-        outbox.enqueue(session, SYNC_JOB, tenant_id=str(tenant_id), environment=environment)
+        enqueue_sync(session, tenant_id, environment)
 
 
 def create_business(
     session: Session, keystore: Keystore, scope: TenantScope, data: BusinessCreate
 ) -> Business:
     business = Business(
-        id=uuid.uuid4(), tenant_id=scope.tenant_id, name=data.name, description=data.description
+        id=uuid.uuid4(),
+        tenant_id=scope.tenant_id,
+        name=data.name,
+        description=data.description,
+        retired_signers=[],
     )
     if data.signer_address:
         business.signer_address = data.signer_address
@@ -61,6 +64,7 @@ def update_business(session: Session, scope: TenantScope, business_id: str, data
     if data.status is not None and data.status != business.status:
         business.status, roles_change = data.status, True
     if data.signer_address is not None and data.signer_address != business.signer_address:
+        business.retired_signers = [*business.retired_signers, business.signer_address]
         business.signer_address, business.signer_key_sealed, roles_change = data.signer_address, None, True
     session.flush()
     if roles_change:

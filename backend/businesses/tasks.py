@@ -2,10 +2,9 @@
 
 import uuid
 
-from backend.businesses.service import SYNC_JOB
 from backend.kit.jobs import job
 from backend.runtime import Runtime
-from backend.tenants.onchain import sync_minters
+from backend.tenants.onchain import SYNC_JOB, sync_minters
 
 
 @job(SYNC_JOB)

@@ -84,8 +84,8 @@ class Chain:
             ) from exc
         except OSError as exc:  # requests' connection errors and timeouts
             raise ChainUnavailable(f"node unreachable: {exc}") from exc
-        except Web3Exception as exc:
-            raise ChainError(f"broadcast failed: {exc}") from exc
+        except Web3Exception as exc:  # nonce races, underpriced replacements, rate limits: try again later
+            raise ChainUnavailable(f"broadcast failed: {exc}") from exc
         if receipt["status"] != 1:
             raise ChainError(f"transaction {signed.hash.to_0x_hex()} reverted", code="execution_reverted")
         return receipt

@@ -41,7 +41,7 @@ def run(runtime: "Runtime", job_id: uuid.UUID) -> None:
         message = session.get(OutboxMessage, job_id)
         if message is None or message.completed_at is not None:
             return
-        message.attempts += 1
+        message.dispatched_at = utcnow()  # taken: the sweeper leaves it alone for a while
         task, payload = message.task, dict(message.payload)
     log.info("job.start", task=task, job_id=str(job_id))
     try:
@@ -51,7 +51,8 @@ def run(runtime: "Runtime", job_id: uuid.UUID) -> None:
     except Exception as exc:
         with unit_of_work(runtime.sessions) as session:
             failed = session.get(OutboxMessage, job_id)
-            if failed is not None:
+            if failed is not None:  # waiting (RetryLater) is not a failure; this is
+                failed.attempts += 1
                 failed.last_error = f"{type(exc).__name__}: {exc}"[:2000]
         log.exception("job.failed", task=task, job_id=str(job_id))
         raise

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from backend.kit.db import Base, Timestamped, UtcDateTime, utcnow
 
 _PENDING = "pers_outbox_pending"
-MAX_ATTEMPTS = 20  # past this a job is left for an operator (its last error is kept)
+MAX_ATTEMPTS = 20  # failures after which a job is left for an operator (its last error is kept)
 
 
 class OutboxMessage(Timestamped, Base):

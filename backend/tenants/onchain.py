@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from backend.businesses.models import Business
 from backend.chain.client import Chain
+from backend.kit import outbox
 from backend.kit.db import unit_of_work
-from backend.kit.errors import ChainUnavailable
+from backend.kit.errors import ChainError, ChainUnavailable
 from backend.kit.jobs import RetryLater
 from backend.runtime import Runtime
 from backend.tenants.models import TenantEnvironment
@@ -35,6 +36,22 @@ def funded_admin(runtime: Runtime, chain: Chain, env: TenantEnvironment) -> Loca
     return admin
 
 
+SYNC_JOB = "businesses.sync_minters"
+
+
+def enqueue_sync(session: Session, tenant_id: uuid.UUID, environment: str) -> None:
+    """Queues a minter-role reconciliation in the caller's transaction."""
+    outbox.enqueue(session, SYNC_JOB, tenant_id=str(tenant_id), environment=environment)
+
+
+def adopt(chain: Chain, contract_name: str, address: str, admin: str) -> None:
+    """Refuses a contract at a predicted address unless the tenant's admin administers it: the address
+    is bound to the platform's deployer, and this keeps it so if that ever changes."""
+    token = chain.contract(contract_name, address)
+    if not token.functions.hasRole(b"\0" * 32, admin).call():
+        raise ChainError(f"the contract at {address} is not administered by the tenant's admin {admin}")
+
+
 def active_signers(session: Session, tenant_id: uuid.UUID) -> set[str]:
     query = select(Business.signer_address).where(
         Business.tenant_id == tenant_id, Business.status == "active"
@@ -54,10 +71,11 @@ def sync_minters(runtime: Runtime, tenant_id: uuid.UUID, environment: str) -> No
         if env is None or env.status != "active" or env.network is None:
             return
         signers = active_signers(session, tenant_id)
-        retired = (
-            set(session.scalars(select(Business.signer_address).where(Business.tenant_id == tenant_id)))
-            - signers
-        )
+        retired: set[str] = set()
+        for business in session.scalars(select(Business).where(Business.tenant_id == tenant_id)):
+            retired.update(business.retired_signers)
+            retired.add(business.signer_address)
+        retired -= signers  # suspended businesses' signers, and every signer a business replaced
         credits = list(
             session.scalars(
                 select(TokenType.contract_address).where(

@@ -31,8 +31,13 @@ def create_token(session: Session, scope: TenantScope, data: TokenCreate) -> Tok
     )
     if env is None or env.network is None:
         raise EnvironmentNotConfigured(f"the {scope.environment} environment has no network configured")
-    if data.kind == "credit" and data.max_supply is not None and data.max_supply > MAX_CREDIT_SUPPLY:
-        raise PersError("maxSupply of a credit must be below 2^248", code="max_supply_too_large", status=422)
+    if data.max_supply is not None:
+        if data.kind != "credit":  # the ERC-1155 keeps no per-id cap yet, and a cap not enforced is a lie
+            raise PersError("maxSupply applies to credits only", code="max_supply_not_supported", status=422)
+        if not 0 < data.max_supply <= MAX_CREDIT_SUPPLY:
+            raise PersError(
+                "maxSupply of a credit is 1 to 2^248-1", code="max_supply_out_of_range", status=422
+            )
     if data.kind != "credit" and data.decimals != 0:
         raise PersError(
             "rewards and statuses are counted in whole units", code="decimals_not_allowed", status=422
@@ -51,13 +56,26 @@ def create_token(session: Session, scope: TenantScope, data: TokenCreate) -> Tok
     )
     if data.kind != "credit":
         token.chain_token_id = _next_id(session, scope)
+    if _symbol_taken(session, scope, data.symbol):
+        raise Conflict(f"the symbol {data.symbol!r} is taken", code="symbol_taken")
     session.add(token)
     try:
         session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"the symbol {data.symbol!r} is taken", code="symbol_taken") from exc
+    except IntegrityError as exc:  # the same symbol or the next id, taken by a concurrent request
+        raise Conflict(
+            "another token was created at the same moment; retry", code="concurrent_update"
+        ) from exc
     outbox.enqueue(session, ACTIVATE_JOB, token_id=str(token.id))
     return token
+
+
+def _symbol_taken(session: Session, scope: TenantScope, symbol: str) -> bool:
+    query = select(TokenType.id).where(
+        TokenType.tenant_id == scope.tenant_id,
+        TokenType.environment == scope.environment,
+        TokenType.symbol == symbol,
+    )
+    return session.scalar(query) is not None
 
 
 def _next_id(session: Session, scope: TenantScope) -> int:

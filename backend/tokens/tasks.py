@@ -10,7 +10,7 @@ from backend.kit.errors import ChainError
 from backend.kit.jobs import RetryLater, job
 from backend.runtime import Runtime
 from backend.tenants.models import TenantEnvironment
-from backend.tenants.onchain import active_signers, chain_step, funded_admin, sync_minters
+from backend.tenants.onchain import active_signers, adopt, chain_step, enqueue_sync, funded_admin
 from backend.tenants.service import environment
 from backend.tokens.models import TokenType
 from backend.tokens.service import ACTIVATE_JOB
@@ -45,8 +45,6 @@ def activate(runtime: Runtime, token_id: str) -> None:
         _finish(runtime, token.id, failure=exc.message)
         return
     _finish(runtime, token.id, address=address, tx_hash=tx_hash)
-    if token.kind == "credit":
-        sync_minters(runtime, token.tenant_id, token.environment)
 
 
 def _deploy_credit(runtime: Runtime, env: TenantEnvironment, token: TokenType) -> tuple[str, str | None]:
@@ -54,8 +52,9 @@ def _deploy_credit(runtime: Runtime, env: TenantEnvironment, token: TokenType) -
     chain = runtime.chain(env.network)
     factory = chain.contract(FACTORY, env.factory_address)
     key, salt = bytes.fromhex(env.tenant_key[2:]), token.id.bytes.rjust(32, b"\0")
-    address = factory.functions.creditAddress(key, salt).call()
+    address = factory.functions.creditAddress(chain.relayer.address, key, salt).call()
     if chain.has_code(address):
+        adopt(chain, "CreditToken", address, env.admin_address)
         return Web3.to_checksum_address(address), None
     with unit_of_work(runtime.sessions) as session:
         minters = sorted(active_signers(session, env.tenant_id))
@@ -98,9 +97,11 @@ def _finish(
 ) -> None:
     with unit_of_work(runtime.sessions) as session:
         token = session.get(TokenType, token_id)
-        if token is None:
+        if token is None or token.status == "active":  # a concurrent run got there first
             return
         if failure is not None:
             token.status, token.failure_reason = "failed", failure
-        else:
-            token.status, token.contract_address, token.tx_hash = "active", address, tx_hash
+            return
+        token.status, token.contract_address, token.tx_hash = "active", address, tx_hash
+        if token.kind == "credit":  # signers added while it deployed get their role through this job
+            enqueue_sync(session, token.tenant_id, token.environment)

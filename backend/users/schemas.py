@@ -40,8 +40,10 @@ class UserFind(Input):
 
 
 class UserUpdate(Input):
+    """What users change about themselves. Not their email: businesses find users by it, and an
+    unverified, self-declared address would let someone claim another person's rewards."""
+
     name: str | None = Field(default=None, max_length=120)
-    email: EmailStr | None = None
     attributes: Attributes | None = None
 
 

@@ -1,4 +1,5 @@
-"""Customers: found or created by wallet, external id or email; a managed wallet for those without one."""
+"""Customers: found or created by wallet, external id or email; a managed wallet for those without one.
+Like tokens, users belong to one environment: test keys never see live customers."""
 
 import uuid
 from typing import Any
@@ -32,7 +33,9 @@ def find_or_create(
     given = {k: v for k, v in identifiers.items() if v is not None}
     if not given:
         raise PersError("give walletAddress, externalId or email", code="missing_identifier", status=422)
-    matches = {u.id: u for u in session.scalars(scoped(User, scope).where(or_(*_match(given))))}
+    matches = {
+        u.id: u for u in session.scalars(scoped(User, scope, environment=True).where(or_(*_match(given))))
+    }
     if len(matches) > 1:
         raise Conflict("these identifiers belong to different users", code="identity_conflict")
     if matches:
@@ -47,7 +50,12 @@ def find_or_create(
         session.flush()
         return user, False
     user = User(
-        id=uuid.uuid4(), tenant_id=scope.tenant_id, name=data.name, attributes=data.attributes or {}, **given
+        id=uuid.uuid4(),
+        tenant_id=scope.tenant_id,
+        environment=scope.environment,
+        name=data.name,
+        attributes=data.attributes or {},
+        **given,
     )
     if user.wallet_address is None:
         user.wallet_address, user.wallet_key_sealed = keystore.new_account(wallet_context(user.id))
@@ -64,17 +72,17 @@ def _match(given: dict[str, Any]) -> list[Any]:
 
 
 def user_by_wallet(session: Session, scope: TenantScope, address: str) -> User | None:
-    return session.scalar(scoped(User, scope).where(User.wallet_address == address))
+    return session.scalar(scoped(User, scope, environment=True).where(User.wallet_address == address))
 
 
 def get_user(session: Session, scope: TenantScope, user_id: str | uuid.UUID) -> User:
-    return get_scoped(session, User, scope, user_id)
+    return get_scoped(session, User, scope, user_id, environment=True)
 
 
 def search(
     scope: TenantScope, wallet: str | None, external_id: str | None, email: str | None, q: str | None
 ) -> Select[User]:
-    query = scoped(User, scope)
+    query = scoped(User, scope, environment=True)
     if wallet:
         query = query.where(User.wallet_address == wallet)
     if external_id:
@@ -93,12 +101,7 @@ def update_user(session: Session, user: User, data: UserUpdate) -> User:
     changed = data.model_fields_set
     if "name" in changed:
         user.name = data.name
-    if "email" in changed:
-        user.email = data.email.lower() if data.email else None
     if "attributes" in changed:
         user.attributes = data.attributes or {}
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise Conflict("this email belongs to another user", code="identity_conflict") from exc
+    session.flush()
     return user

@@ -41,6 +41,10 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
         "Operations(Operation[] ops,uint256 deadline)Operation(address from,address to,uint256 id,uint256 amount,bytes32 ref)"
     );
 
+    /// @dev Gas a receiving contract gets for its acceptance check: enough for real receivers, too little
+    /// for one to starve the rest of the batch.
+    uint256 public constant RECEIVER_GAS = 200_000;
+
     mapping(uint256 id => Kind) public kindOf;
 
     event IdRegistered(uint256 indexed id, Kind kind);
@@ -125,7 +129,7 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
         if (to.code.length == 0) {
             _update(from, to, _single(id), _single(amount));
         } else {
-            try this.moveToContract(from, to, id, amount) {}
+            try this.moveToContract{gas: RECEIVER_GAS}(from, to, id, amount) {}
             catch {
                 return Failure.Rejected;
             }

@@ -8,8 +8,9 @@ import {RewardsToken} from "./RewardsToken.sol";
 
 /// @title Creates a tenant's token contracts as EIP-1167 clones of implementations it deploys
 /// (and locks) itself. Tenant onboarding is one `multicall` of `createRewards` and `createCredit`.
-/// Clones are deployed with CREATE2, so their addresses are known before deployment: a retried
-/// deployment finds the contract already there instead of creating a second one.
+/// Clones are deployed with CREATE2 under a salt that includes the caller, so their addresses are known
+/// before deployment (a retried deployment finds the contract already there instead of creating a
+/// second one) and nobody else can put a contract of their own at the platform's address.
 contract TokenFactory is Multicall {
     enum ContractKind {
         Credit,
@@ -19,8 +20,11 @@ contract TokenFactory is Multicall {
     CreditToken public immutable creditImplementation;
     RewardsToken public immutable rewardsImplementation;
 
-    /// @notice The indexer discovers tenant contracts from this event.
-    event TenantContractCreated(bytes32 indexed tenantKey, ContractKind indexed kind, address contractAddress);
+    /// @notice The indexer discovers tenant contracts from this event; anyone may call the factory, so
+    /// only events whose `creator` is the platform's deployer name the platform's contracts.
+    event TenantContractCreated(
+        bytes32 indexed tenantKey, ContractKind indexed kind, address contractAddress, address creator
+    );
 
     constructor() {
         address[] memory none = new address[](0);
@@ -40,31 +44,31 @@ contract TokenFactory is Multicall {
         address admin,
         address[] calldata minters
     ) external returns (address token) {
-        token = Clones.cloneDeterministic(address(creditImplementation), _creditSalt(tenantKey, salt));
+        token = Clones.cloneDeterministic(address(creditImplementation), _salt(msg.sender, tenantKey, salt));
         CreditToken(token).initialize(name, symbol, decimals, maxSupply, admin, minters);
-        emit TenantContractCreated(tenantKey, ContractKind.Credit, token);
+        emit TenantContractCreated(tenantKey, ContractKind.Credit, token, msg.sender);
     }
 
     function createRewards(bytes32 tenantKey, string calldata uri, address admin, address[] calldata minters)
         external
         returns (address token)
     {
-        token = Clones.cloneDeterministic(address(rewardsImplementation), tenantKey);
+        token = Clones.cloneDeterministic(address(rewardsImplementation), _salt(msg.sender, tenantKey, 0));
         RewardsToken(token).initialize(uri, admin, minters);
-        emit TenantContractCreated(tenantKey, ContractKind.Rewards, token);
+        emit TenantContractCreated(tenantKey, ContractKind.Rewards, token, msg.sender);
     }
 
-    /// @notice Where `createCredit(tenantKey, salt, …)` deploys (or deployed) its clone.
-    function creditAddress(bytes32 tenantKey, bytes32 salt) external view returns (address) {
-        return Clones.predictDeterministicAddress(address(creditImplementation), _creditSalt(tenantKey, salt));
+    /// @notice Where `createCredit(tenantKey, salt, …)` called by `creator` deploys (or deployed) its clone.
+    function creditAddress(address creator, bytes32 tenantKey, bytes32 salt) external view returns (address) {
+        return Clones.predictDeterministicAddress(address(creditImplementation), _salt(creator, tenantKey, salt));
     }
 
-    /// @notice Where `createRewards(tenantKey, …)` deploys (or deployed) the tenant's ERC-1155.
-    function rewardsAddress(bytes32 tenantKey) external view returns (address) {
-        return Clones.predictDeterministicAddress(address(rewardsImplementation), tenantKey);
+    /// @notice Where `createRewards(tenantKey, …)` called by `creator` deploys (or deployed) the ERC-1155.
+    function rewardsAddress(address creator, bytes32 tenantKey) external view returns (address) {
+        return Clones.predictDeterministicAddress(address(rewardsImplementation), _salt(creator, tenantKey, 0));
     }
 
-    function _creditSalt(bytes32 tenantKey, bytes32 salt) private pure returns (bytes32) {
-        return keccak256(abi.encode(tenantKey, salt));
+    function _salt(address creator, bytes32 tenantKey, bytes32 salt) private pure returns (bytes32) {
+        return keccak256(abi.encode(creator, tenantKey, salt));
     }
 }

@@ -44,6 +44,12 @@ def test_siwe_sign_in_with_and_without_optional_fields(
     assert me["kind"] == "user" and me["tenantId"] == tenant.id
     profile = platform.client.get("/v1/users/me", headers=bearer(response.json()["accessToken"])).json()
     assert profile["walletAddress"] == wallet.address
+    # Users name themselves, but cannot claim an email: businesses find customers by it.
+    own = bearer(response.json()["accessToken"])
+    renamed = platform.client.patch("/v1/users/me", json={"name": "Ada"}, headers=own)
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Ada"
+    claimed = platform.client.patch("/v1/users/me", json={"email": "victim@example.com"}, headers=own)
+    assert claimed.status_code == 422 and code(claimed) == "unknown_field"
 
 
 @pytest.mark.parametrize(
@@ -155,10 +161,15 @@ def test_admin_and_business_credentials(platform: Platform, tenant: TenantSessio
     denied = client.post("/v1/users", json={"externalId": "c-1"}, headers={"X-API-Key": key["key"]})
     assert denied.status_code == 403 and code(denied) == "insufficient_scope"
 
+    business_session = bearer(session.json()["accessToken"])
+    assert client.get("/v1/users", headers=business_session).status_code == 200
     revoke = client.delete(
         f"/v1/businesses/{business['id']}/api-keys/{key['id']}", headers=tenant.admin_headers
     )
     assert revoke.status_code == 204
+    # Sessions die with their key, not when their access token expires.
+    ended = client.get("/v1/users", headers=business_session)
+    assert ended.status_code == 401 and code(ended) == "api_key_revoked"
     after = client.get("/v1/users", headers={"X-API-Key": key["key"]})
     assert after.status_code == 401 and code(after) == "api_key_revoked"
     refreshed = client.post("/v1/auth/refresh", json={"refreshToken": session.json()["refreshToken"]})

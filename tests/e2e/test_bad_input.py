@@ -90,7 +90,21 @@ CASES: list[tuple[str, str, Any, int, str]] = [
         "/v1/tokens",
         {"kind": "credit", "name": "P", "symbol": "P", "maxSupply": str(2**248)},
         422,
-        "max_supply_too_large",
+        "max_supply_out_of_range",
+    ),
+    (
+        "POST",
+        "/v1/tokens",
+        {"kind": "credit", "name": "P", "symbol": "P", "maxSupply": "0"},
+        422,
+        "max_supply_out_of_range",
+    ),
+    (
+        "POST",
+        "/v1/tokens",
+        {"kind": "reward", "name": "P", "symbol": "P", "maxSupply": "10"},
+        422,
+        "max_supply_not_supported",
     ),
     ("POST", "/v1/tokens", {"kind": "gem", "name": "P", "symbol": "P"}, 422, "invalid_value"),
     (

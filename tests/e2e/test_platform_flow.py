@@ -89,3 +89,30 @@ def test_operator_to_signed_in_user(platform: Platform) -> None:
         "/v1/users", json={"walletAddress": wallet.address.lower()}, headers={"X-API-Key": secret}
     )
     assert found.status_code == 200 and found.json()["id"] == profile.json()["id"]
+
+
+def test_a_replaced_or_suspended_signer_loses_the_minter_role(platform: Platform) -> None:
+    client = platform.client
+    tenant = create_tenant(platform, "Rekey")
+    admin = tenant.admin_headers
+    contracts = wait_for(
+        lambda: client.get("/v1/tenants/me/contracts", headers=admin).json(),
+        lambda envs: envs[0]["status"] != "pending",
+        "tenant deployment",
+    )
+    rewards = platform.w3.eth.contract(address=contracts[0]["rewards"], abi=abi("RewardsToken"))
+    minter = rewards.functions.MINTER_ROLE().call()
+
+    def holds(address: str) -> bool:
+        return bool(rewards.functions.hasRole(minter, address).call())
+
+    business = client.post("/v1/businesses", json={"name": "Kiosk"}, headers=admin).json()
+    first = business["signerAddress"]
+    wait_for(lambda: holds(first), bool, "the first signer's role")
+    own = Account.create().address
+    rekeyed = client.patch(f"/v1/businesses/{business['id']}", json={"signerAddress": own}, headers=admin)
+    assert rekeyed.status_code == 200 and rekeyed.json()["custodialSigner"] is False
+    wait_for(lambda: holds(own) and not holds(first), bool, "the role moving to the new signer")
+    suspended = client.patch(f"/v1/businesses/{business['id']}", json={"status": "suspended"}, headers=admin)
+    assert suspended.status_code == 200
+    wait_for(lambda: not holds(own) and not holds(first), bool, "the suspended business losing its role")

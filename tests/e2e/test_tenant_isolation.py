@@ -627,7 +627,7 @@ def test_no_route_gives_another_tenant_access(platform: Platform) -> None:
     member = next(u for u in before["users"]["data"] if u["externalId"])
     b_key, b_admin = {"X-API-Key": b.api_key}, b.tenant.admin_headers
     probes: list[tuple[str, str, dict[str, str], Json, int]] = [
-        ("PATCH", "/v1/users/me", b.user_headers, {"email": member["email"]}, 200),
+        ("POST", "/v1/users", b_key, {"email": member["email"]}, 201),
         ("POST", "/v1/users", b_key, {"externalId": member["externalId"]}, 201),
         ("POST", "/v1/users", b_key, {"walletAddress": a.wallet.address}, 201),
         ("POST", "/v1/admins", b_admin, {"email": a.admin_email, "role": "AUDITOR"}, 201),

@@ -402,3 +402,22 @@ def test_batches_over_the_gas_cap_are_split_and_a_group_over_it_is_refused(tenan
     finally:
         chain.network = original
     assert [credit_balance(tenant, h) for h in holders] == [4, 3, 3]
+
+
+def test_nobody_else_can_take_the_platforms_clone_addresses(tenant: Tenant) -> None:
+    factory = tenant.chain.contract("TokenFactory", tenant.factory)
+    key, relayer = Web3.keccak(text="victim:test"), tenant.chain.relayer.address
+    attacker = tenant.holders[0]
+    predicted = factory.functions.rewardsAddress(relayer, key).call()
+    # The attacker deploys "the victim's" contracts first, as admin and minter of its own.
+    for call in (
+        factory.functions.createRewards(key, "", attacker.address, [attacker.address]),
+        factory.functions.createCredit(key, b"\0" * 32, "X", "X", 0, 0, attacker.address, [attacker.address]),
+    ):
+        tenant.chain.w3.eth.wait_for_transaction_receipt(call.transact({"from": attacker.address}))
+    assert not tenant.chain.has_code(predicted)
+    assert not tenant.chain.has_code(factory.functions.creditAddress(relayer, key, b"\0" * 32).call())
+    # The platform's own deployment still lands where it predicted, and emits itself as the creator.
+    receipt = tenant.chain.call(factory, "createRewards", key, "", tenant.admin.address, [])
+    (event,) = factory.events.TenantContractCreated().process_receipt(receipt, errors=DISCARD)
+    assert event["args"]["contractAddress"] == predicted and event["args"]["creator"] == relayer

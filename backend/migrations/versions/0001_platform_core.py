@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 10:08:28.378627
+Create Date: 2026-11-26 11:20:44.243195
 """
 
 from collections.abc import Sequence
@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("signer_address", sa.String(length=42), nullable=False),
         sa.Column("signer_key_sealed", sa.Text(), nullable=True),
+        sa.Column("retired_signers", sa.JSON(), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", backend.kit.db.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -191,6 +192,7 @@ def upgrade() -> None:
     op.create_table(
         "users",
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("environment", sa.String(length=8), nullable=False),
         sa.Column("wallet_address", sa.String(length=42), nullable=False),
         sa.Column("external_id", sa.String(length=128), nullable=True),
         sa.Column("email", sa.String(length=254), nullable=True),
@@ -203,9 +205,18 @@ def upgrade() -> None:
             ["tenant_id"], ["tenants.id"], name=op.f("fk_users_tenant_id_tenants"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
-        sa.UniqueConstraint("tenant_id", "email", name=op.f("uq_users_tenant_id_email")),
-        sa.UniqueConstraint("tenant_id", "external_id", name=op.f("uq_users_tenant_id_external_id")),
-        sa.UniqueConstraint("tenant_id", "wallet_address", name=op.f("uq_users_tenant_id_wallet_address")),
+        sa.UniqueConstraint(
+            "tenant_id", "environment", "email", name=op.f("uq_users_tenant_id_environment_email")
+        ),
+        sa.UniqueConstraint(
+            "tenant_id", "environment", "external_id", name=op.f("uq_users_tenant_id_environment_external_id")
+        ),
+        sa.UniqueConstraint(
+            "tenant_id",
+            "environment",
+            "wallet_address",
+            name=op.f("uq_users_tenant_id_environment_wallet_address"),
+        ),
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_tenant_id"), ["tenant_id"], unique=False)
