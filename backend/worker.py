@@ -4,7 +4,6 @@ handlers register themselves on import below. `pers worker` runs it against the 
 
 import importlib
 import threading
-import time
 import uuid
 from datetime import timedelta
 
@@ -106,5 +105,4 @@ def start_in_process(stop: threading.Event) -> list[threading.Thread]:
 
     waiter = threading.Thread(target=stopper, daemon=True)
     waiter.start()
-    time.sleep(0)  # let the worker thread begin consuming
     return [thread, waiter, start_sweeper(stop)]
