@@ -1,6 +1,7 @@
 """`pers`: thin commands over the platform's services."""
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -50,7 +51,11 @@ def reports_errors(command: F) -> F:
 
 
 def _settings() -> Settings:
-    return get_settings()
+    """The environment's settings; what the processes write (data directory, logs) is the owner's only."""
+    os.umask(0o077)
+    settings = get_settings()
+    settings.check_secrets()
+    return settings
 
 
 @contracts_app.command("build")
@@ -173,7 +178,7 @@ def up(
     from backend.app import create_app
 
     try:
-        serve(create_app(runtime), host, port)
+        serve(create_app(runtime), host, port, settings.trusted_proxies)
     finally:
         stop.set()
     console.print("stopped")
@@ -214,7 +219,7 @@ def api(
     from backend.app import create_app
 
     settings = _production_settings("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")
-    serve(create_app(_runtime(settings)), host, port)
+    serve(create_app(_runtime(settings)), host, port, settings.trusted_proxies)
 
 
 def _production_settings(*required: str) -> Settings:
@@ -255,10 +260,10 @@ def worker() -> None:
 @reports_errors
 def db_upgrade() -> None:
     """Apply the migrations to PERS_DATABASE_URL (default: SQLite in the data directory)."""
-    from backend.kit import migrate
+    from backend.kit import datadir, migrate
 
     settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datadir.secure(settings.data_dir)
     migrate.upgrade(settings.sqlalchemy_url())
     console.print("database at the latest migration")
 
@@ -337,8 +342,9 @@ def _env_json(env: "TenantEnvironment") -> dict[str, Any]:
     }
 
 
-def serve(api: Any, host: str, port: int) -> None:
-    """Serves until SIGINT/SIGTERM, then shuts down gracefully and returns (exit status 0)."""
+def serve(api: Any, host: str, port: int, trusted_proxies: list[str]) -> None:
+    """Serves until SIGINT/SIGTERM, then shuts down gracefully and returns (exit status 0). Forwarding
+    headers count only from `trusted_proxies` (uvicorn would trust any from 127.0.0.1 by default)."""
     import signal
     from collections.abc import Iterator
     from contextlib import contextmanager
@@ -356,7 +362,15 @@ def serve(api: Any, host: str, port: int) -> None:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    Server(uvicorn.Config(api, host=host, port=port, log_level="warning")).run()
+    config = uvicorn.Config(
+        api,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or [],
+    )
+    Server(config).run()
 
 
 if __name__ == "__main__":

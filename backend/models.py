@@ -6,7 +6,7 @@ from backend.kit.db import Base
 from backend.kit.outbox import OutboxMessage
 from backend.tenants.models import Tenant, TenantEnvironment
 from backend.tokens.models import TokenType
-from backend.users.models import User
+from backend.users.models import User, UserLink
 
 metadata = Base.metadata
 
@@ -21,5 +21,6 @@ __all__ = [
     "TenantEnvironment",
     "TokenType",
     "User",
+    "UserLink",
     "metadata",
 ]

@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.chain.client import Chain, connect
 from backend.chain.deploy import PlatformDeployment, deploy_platform
+from backend.kit import datadir
 from backend.kit.db import make_engine, make_sessionmaker
 from backend.kit.errors import PersError
 from backend.kit.keystore import Keystore
-from backend.kit.ratelimit import RateLimiter, Rule, build_rate_limiter
+from backend.kit.ratelimit import RateLimiter, build_rate_limiter
 from backend.settings import Settings
 
 
@@ -36,7 +37,7 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Runtime":
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        datadir.secure(settings.data_dir)
         engine = make_engine(settings.sqlalchemy_url())
         return cls(
             settings=settings,
@@ -50,17 +51,6 @@ class Runtime:
         from backend.worker import dispatch
 
         dispatch(job_id)
-
-    def enforce_rate_limits(self, credential: str, client_address: str) -> None:
-        """One budget per credential and one per client address, shared by every API process."""
-        s = self.settings
-        for key, limit in (
-            (f"key:{credential}", s.rate_limit_per_key),
-            (f"addr:{client_address}", s.rate_limit_per_address),
-        ):
-            decision = self.rate_limiter.hit(key, Rule(limit, s.rate_limit_window))
-            if not decision.allowed:
-                raise RateLimited("too many requests", retry_after=decision.retry_after)
 
     def chain(self, network: str) -> Chain:
         with self._lock:

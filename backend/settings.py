@@ -15,6 +15,7 @@ from backend.kit.errors import ConfigError
 from backend.kit.keystore import Keystore, dev_master_key, dev_secret, parse_master_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_SECRET_BYTES = 32
 _ENV_REF = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -78,12 +79,35 @@ class Settings(BaseSettings):
     test_network: str | None = None  # the `test` environment's network; default: `network`
     live_network: str | None = None  # the `live` environment deploys only when set
     siwe_domains: list[str] = ["localhost:8000", "127.0.0.1:8000"]
+    # Addresses of the proxies whose X-Forwarded-For / X-Forwarded-Proto count ("*" for any); none by default.
+    trusted_proxies: list[str] = []
     access_token_ttl: int = 900
-    refresh_token_ttl: int = 30 * 24 * 3600
+    refresh_token_ttl: int = 14 * 24 * 3600  # unused this long, a session ends
+    session_lifetime: int = 30 * 24 * 3600  # however often refreshed, a session ends this long after sign-in
     siwe_nonce_ttl: int = 600
     rate_limit_window: int = 60
-    rate_limit_per_key: int = 600  # per API key or session, per window
+    rate_limit_per_key: int = 600  # per API key or session (a project key: per key and address), per window
     rate_limit_per_address: int = 120  # per client address, per window
+    rate_limit_auth_failures: int = 30  # failed authentications per client address, per window
+    # Password sign-ins per address per 10 s: no more than the password pool hashes in a second.
+    rate_limit_signin_per_address: int = 10
+    signin_failure_window: int = 900
+    signin_failures_per_address: int = 10  # wrong passwords per (identity, address), per failure window
+    # Per identity from all addresses; once spent, only addresses without a failure may still try.
+    signin_failures_per_identity: int = 100
+
+    def check_secrets(self) -> None:
+        """Shared secrets a guess could find are refused at start."""
+        short = [
+            f"PERS_{name.upper()}"
+            for name in ("operator_token", "jwt_secret")
+            if (value := getattr(self, name)) is not None
+            and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES
+        ]
+        if short:
+            raise ConfigError(
+                f"{' and '.join(short)} must be at least {MIN_SECRET_BYTES} bytes", code="weak_secret"
+            )
 
     def chain_config(self) -> ChainConfig:
         return load_chain_config(self.config_file, self.data_dir)

@@ -108,6 +108,8 @@ def siwe_sign_in(
     nonce = platform.client.post("/v1/auth/siwe/nonce", headers=tenant.with_project())
     assert nonce.status_code == 201, nonce.text
     issued = nonce.json()
+    # The tenant's resource comes first; a test may add others or (with `resources`) replace it.
+    changes = {"resources": (*issued["resources"], *changes.pop("resources", ())), **changes}
     message = siwe_message(
         platform, account, **{"nonce": issued["nonce"], "chain_id": issued["chainId"], **changes}
     )

@@ -5,9 +5,13 @@ short-lived JWT access tokens."""
 import hashlib
 import hmac
 import secrets
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -16,8 +20,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from backend.kit.db import utcnow
 from backend.kit.errors import PersError
 
-_hasher = PasswordHasher()
+# OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane): ~25 ms and 19 MiB a hash on one core. Hashes made
+# with other parameters still verify (they carry their own) and are rehashed at the next sign-in.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 JWT_ALGORITHM = "HS256"
+JWT_ISSUER = "pers"
+JWT_AUDIENCE = "pers-api"
+T = TypeVar("T")
 
 
 class AuthError(PersError):
@@ -25,15 +34,51 @@ class AuthError(PersError):
     status = 401
 
 
+class PasswordPoolBusy(PersError):
+    code = "rate_limited"
+    status = 429
+
+
+class PasswordPool:
+    """Password hashing runs on a few dedicated threads, so a burst of sign-ins costs at most
+    `workers` hashes of memory and CPU at once, and never the request threads other routes need.
+    At most `queue` more wait; beyond that a sign-in is refused at once (429), not queued."""
+
+    def __init__(self, workers: int = 2, queue: int = 6) -> None:
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="argon2")
+        self._slots = threading.BoundedSemaphore(workers + queue)
+
+    def run(self, work: Callable[[], T]) -> T:
+        if not self._slots.acquire(blocking=False):
+            raise PasswordPoolBusy("too many sign-ins at once; retry shortly", retry_after=1)
+        try:
+            return self._executor.submit(work).result()
+        finally:
+            self._slots.release()
+
+
+_pool = PasswordPool()
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _pool.run(lambda: _hasher.hash(password))
 
 
 def password_matches(password_hash: str, password: str) -> bool:
+    def verify() -> bool:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return _pool.run(verify)
+
+
+def needs_rehash(password_hash: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
 
 
 # A verification against this hash costs the same as a real one, so unknown emails take as long.
@@ -69,6 +114,7 @@ class AccessClaims:
     environment: str
     scopes: tuple[str, ...]
     expires_at: datetime
+    session_id: uuid.UUID  # the refresh family: logging out or revoking it ends this token too
     api_key_id: uuid.UUID | None = None  # business sessions: the key they came from
 
 
@@ -82,6 +128,9 @@ def issue_access_token(key: bytes, claims: AccessClaims) -> str:
         "iat": utcnow(),
         "exp": claims.expires_at,
         "jti": secrets.token_hex(8),
+        "sid": str(claims.session_id),
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
     }
     if claims.api_key_id is not None:
         payload["kid"] = str(claims.api_key_id)
@@ -91,7 +140,12 @@ def issue_access_token(key: bytes, claims: AccessClaims) -> str:
 def read_access_token(key: bytes, token: str) -> AccessClaims:
     try:
         payload = jwt.decode(
-            token, key, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub", "typ", "tid", "env"]}
+            token,
+            key,
+            algorithms=[JWT_ALGORITHM],
+            issuer=JWT_ISSUER,
+            audience=JWT_AUDIENCE,
+            options={"require": ["exp", "sub", "typ", "tid", "env", "sid", "iss", "aud"]},
         )
         return AccessClaims(
             kind=str(payload["typ"]),
@@ -100,11 +154,12 @@ def read_access_token(key: bytes, token: str) -> AccessClaims:
             environment=str(payload["env"]),
             scopes=tuple(payload.get("scp", ())),
             expires_at=datetime.fromtimestamp(payload["exp"], tz=utcnow().tzinfo),
+            session_id=uuid.UUID(payload["sid"]),
             api_key_id=uuid.UUID(payload["kid"]) if "kid" in payload else None,
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("the access token has expired", code="token_expired") from exc
-    except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
+    except (jwt.InvalidTokenError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise AuthError("the access token is not valid", code="invalid_token") from exc
 
 

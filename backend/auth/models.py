@@ -34,6 +34,8 @@ class RefreshToken(Timestamped, Base):
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     api_key_id: Mapped[uuid.UUID | None]  # business sessions: the key they came from
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When the family ends however often it is refreshed: the absolute session lifetime.
+    session_expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -11,7 +11,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from backend.auth import throttle
 from backend.auth.credentials import AuthError, read_access_token, same, secret_hash
+from backend.auth.models import RefreshToken
 from backend.businesses.models import ApiKey, Business
 from backend.kit.db import utcnow
 from backend.kit.errors import PersError
@@ -50,6 +52,7 @@ class Principal:
     subject_id: uuid.UUID | None
     scopes: frozenset[str]
     rate_key: str
+    session_id: uuid.UUID | None = None  # the refresh family of a session's access token
 
     @property
     def tenant(self) -> TenantScope:
@@ -91,6 +94,8 @@ def identify(
             claims = read_access_token(runtime.settings.secret_jwt_key(), token)
             if claims.kind not in SESSION_KINDS:
                 raise AuthError("the access token is not valid", code="invalid_token")
+            if session_revoked(session, claims.session_id):
+                raise AuthError("this session has ended", code="session_revoked")
             if claims.kind == BUSINESS:  # the session lives only as long as its key and business
                 live_api_key(session, claims.api_key_id)
             principal = Principal(
@@ -99,6 +104,7 @@ def identify(
                 claims.subject_id,
                 frozenset(claims.scopes),
                 f"session:{claims.subject_id}",
+                claims.session_id,
             )
     elif api_key:
         key, business = find_api_key(session, api_key)
@@ -106,9 +112,20 @@ def identify(
         principal = Principal(BUSINESS, scope, business.id, frozenset(key.scopes), f"apikey:{key.id}")
     elif project is not None:
         scope = TenantScope(project.tenant_id, project.environment)
-        principal = Principal(PROJECT, scope, None, frozenset(), f"project:{project.id}")
+        # The public key is shared by every user of the tenant: budgeted per key and address.
+        address = throttle.client_address(request)
+        principal = Principal(PROJECT, scope, None, frozenset(), f"project:{project.id}:{address}")
     same_project(project, principal.scope if principal else None)
     return principal
+
+
+def session_revoked(session: Session, session_id: uuid.UUID) -> bool:
+    """Logging out, reusing a refresh token or changing an admin revokes the family: its access
+    tokens stop working at once, not when they expire."""
+    revoked = select(RefreshToken.id).where(
+        RefreshToken.family_id == session_id, RefreshToken.revoked_at.is_not(None)
+    )
+    return session.scalar(revoked.limit(1)) is not None
 
 
 def same_project(project: TenantEnvironment | None, scope: TenantScope | None) -> None:
@@ -179,11 +196,17 @@ class Auth:
         authorization = (
             f"{bearer.scheme} {bearer.credentials}" if bearer else request.headers.get("authorization")
         )
-        principal = identify(request, session, authorization, api_key, project_key)
+        throttle.before_authentication(request)
+        try:
+            principal = identify(request, session, authorization, api_key, project_key)
+        except AuthError:
+            throttle.authentication_failed(request)  # guessed keys and tokens meet 429 too
+            raise
         if principal is None:
+            if self.kinds == {PROJECT}:
+                raise AuthError("this call needs the X-Project-Key header", code="project_key_required")
             raise AuthError("credentials required", code="unauthenticated")
-        client = request.client.host if request.client else "unknown"
-        _runtime(request).enforce_rate_limits(principal.rate_key, client)
+        throttle.enforce(request, principal.rate_key)
         if principal.kind not in self.kinds:
             raise Forbidden(f"{principal.kind} credentials cannot make this call")
         needed = self.required_scope

@@ -56,6 +56,7 @@ class NonceOut(Schema):
     expires_at: datetime
     chain_id: int
     domains: list[str]
+    resources: list[str] = Field(description="The message must list these under Resources: (the tenant).")
 
 
 class AdminCreate(Input):
@@ -63,6 +64,18 @@ class AdminCreate(Input):
     role: Literal["TENANT_ADMIN", "AUDITOR"]
     name: str | None = Field(default=None, max_length=120)
     password: str | None = Field(default=None, min_length=12, max_length=256)
+
+
+class AdminUpdate(Input):
+    """A role change ends the admin's sessions."""
+
+    name: str | None = Field(default=None, max_length=120)
+    role: Literal["TENANT_ADMIN", "AUDITOR"] | None = None
+
+
+class PasswordChange(Input):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=12, max_length=256)
 
 
 class AdminOut(Schema):

@@ -3,9 +3,10 @@ JWT access tokens plus rotating refresh tokens whose reuse revokes the whole fam
 
 import secrets
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,18 +19,20 @@ from backend.auth.credentials import (
     generate_password,
     hash_password,
     issue_access_token,
+    needs_rehash,
     new_secret,
     password_matches,
     secret_hash,
 )
 from backend.auth.models import Admin, RefreshToken, SiweNonce
 from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, TenantScope, find_api_key, same_project
-from backend.auth.schemas import AdminCreate, TokenPair
+from backend.auth.schemas import AdminCreate, AdminUpdate, TokenPair
 from backend.businesses.models import ApiKey, Business
 from backend.kit.db import unit_of_work, utcnow
-from backend.kit.errors import Conflict, PersError
+from backend.kit.errors import Conflict, NotFound, PersError
+from backend.kit.scope import get_scoped
 from backend.runtime import Runtime
-from backend.tenants.models import TenantEnvironment
+from backend.tenants.models import Tenant, TenantEnvironment
 from backend.users import service as users
 from backend.users.schemas import UserFind
 
@@ -43,38 +46,39 @@ def issue_session(
     subject_id: uuid.UUID,
     scope: TenantScope,
     scopes: tuple[str, ...] = (),
-    family_id: uuid.UUID | None = None,
+    family: RefreshToken | None = None,
     api_key_id: uuid.UUID | None = None,
 ) -> TokenPair:
+    """A new access token and refresh token: a new session, or the next link of `family`'s. However
+    often it is refreshed, a session ends `session_lifetime` after its sign-in."""
     settings = runtime.settings
+    family_id = family.family_id if family else uuid.uuid4()
+    session_end = family.session_expires_at if family else expiry(settings.session_lifetime)
+    refresh_end = min(expiry(settings.refresh_token_ttl), session_end)
+    access_end = min(expiry(settings.access_token_ttl), session_end)
     claims = AccessClaims(
-        kind,
-        subject_id,
-        scope.tenant_id,
-        scope.environment,
-        scopes,
-        expiry(settings.access_token_ttl),
-        api_key_id,
+        kind, subject_id, scope.tenant_id, scope.environment, scopes, access_end, family_id, api_key_id
     )
     refresh = new_secret("rt")
     session.add(
         RefreshToken(
             id=uuid.uuid4(),
             tenant_id=scope.tenant_id,
-            family_id=family_id or uuid.uuid4(),
+            family_id=family_id,
             token_hash=secret_hash(refresh),
             environment=scope.environment,
             subject_kind=kind,
             subject_id=subject_id,
             scopes=list(scopes),
             api_key_id=api_key_id,
-            expires_at=expiry(settings.refresh_token_ttl),
+            expires_at=refresh_end,
+            session_expires_at=session_end,
         )
     )
     session.flush()
     return TokenPair(
         access_token=issue_access_token(settings.secret_jwt_key(), claims),
-        expires_in=settings.access_token_ttl,
+        expires_in=max(0, (access_end - utcnow()) // timedelta(seconds=1)),
         refresh_token=refresh,
         subject_kind=kind,
         subject_id=subject_id,
@@ -92,6 +96,8 @@ def login_admin(
         raise AuthError("wrong email or password", code="invalid_credentials")
     if not password_matches(admin.password_hash, password):
         raise AuthError("wrong email or password", code="invalid_credentials")
+    if needs_rehash(admin.password_hash):  # made with older parameters
+        admin.password_hash = hash_password(password)
     scope = TenantScope(env.tenant_id, env.environment)
     return issue_session(session, runtime, ADMIN_KINDS[admin.role], admin.id, scope)
 
@@ -117,6 +123,14 @@ def new_nonce(session: Session, runtime: Runtime, env: TenantEnvironment) -> Siw
     return nonce
 
 
+def tenant_resource(session: Session, env: TenantEnvironment) -> str:
+    """The Resources: entry naming the tenant, so the wallet shows which program the user signs in to
+    and a message made for one tenant's front end does not sign in to another."""
+    tenant = session.get(Tenant, env.tenant_id)
+    assert tenant is not None
+    return f"urn:pers:tenant:{tenant.slug}"
+
+
 def chain_id(runtime: Runtime, env: TenantEnvironment) -> int:
     if env.network is None:
         raise PersError(
@@ -131,12 +145,25 @@ def login_user(
     parsed = siwe.parse(message)
     if parsed.domain not in runtime.settings.siwe_domains:
         raise siwe.SiweError(f"the message is for {parsed.domain!r}", code="siwe_domain_mismatch")
+    # The URI the wallet shows must be on the allowed domain, by the scheme the message names
+    # (https when it names none), not a look-alike page elsewhere.
+    uri = urlsplit(parsed.uri)
+    if (uri.scheme.lower(), uri.netloc.lower()) != (
+        (parsed.scheme or "https").lower(),
+        parsed.domain.lower(),
+    ):
+        raise siwe.SiweError(
+            f"the message's URI must be on {parsed.domain} by {parsed.scheme or 'https'}",
+            code="siwe_uri_mismatch",
+        )
     verified = siwe.verify(
         message, signature, domain=parsed.domain, chain_id=chain_id(runtime, env), now=utcnow()
     )
     _consume_nonce(session, env, verified.nonce)
+    if tenant_resource(session, env) not in verified.resources:
+        raise siwe.SiweError("the message must name the tenant under Resources", code="siwe_tenant_mismatch")
     scope = TenantScope(env.tenant_id, env.environment)
-    user, _ = users.find_or_create(
+    user, _, _ = users.find_or_create(
         session, runtime.keystore, scope, UserFind(wallet_address=verified.address)
     )
     return issue_session(session, runtime, USER, user.id, scope)
@@ -189,9 +216,29 @@ def refresh(session: Session, runtime: Runtime, token: str, project: TenantEnvir
         row.subject_id,
         scope,
         tuple(row.scopes),
-        row.family_id,
+        row,
         row.api_key_id,
     )
+
+
+def logout(session: Session, token: str, project: TenantEnvironment | None) -> None:
+    """Ends the refresh token's session: the refresh family and its access tokens."""
+    row = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == secret_hash(token)))
+    if row is None:
+        raise AuthError("unknown refresh token", code="invalid_refresh_token")
+    same_project(project, TenantScope(row.tenant_id, row.environment))
+    _revoke(session, RefreshToken.family_id == row.family_id)
+
+
+def _revoke(session: Session, which: ColumnElement[bool]) -> None:
+    session.execute(
+        update(RefreshToken).where(which, RefreshToken.revoked_at.is_(None)).values(revoked_at=utcnow())
+    )
+
+
+def end_sessions_of(session: Session, subject_id: uuid.UUID, keep: uuid.UUID | None = None) -> None:
+    """Every session of this subject (but `keep`) ends now, access tokens included."""
+    _revoke(session, (RefreshToken.subject_id == subject_id) & (RefreshToken.family_id != keep))
 
 
 def _revoke_family(runtime: Runtime, family_id: uuid.UUID, now: datetime) -> None:
@@ -239,3 +286,55 @@ def create_admin(session: Session, scope: TenantScope, data: AdminCreate) -> tup
     except IntegrityError as exc:  # created concurrently
         raise Conflict("an admin with this email exists", code="email_taken") from exc
     return admin, generated
+
+
+def get_admin(session: Session, scope: TenantScope, admin_id: str) -> Admin:
+    return get_scoped(session, Admin, scope, admin_id)
+
+
+def _other_admins(session: Session, admin: Admin) -> int:
+    query = select(func.count()).where(
+        Admin.tenant_id == admin.tenant_id, Admin.role == "TENANT_ADMIN", Admin.id != admin.id
+    )
+    return session.scalar(query) or 0
+
+
+def _keep_one_admin(session: Session, admin: Admin) -> None:
+    if admin.role == "TENANT_ADMIN" and _other_admins(session, admin) == 0:
+        raise Conflict("a tenant keeps at least one TENANT_ADMIN", code="last_admin")
+
+
+def update_admin(session: Session, scope: TenantScope, admin_id: str, data: AdminUpdate) -> Admin:
+    """Rename, or change the role: a role change ends the admin's sessions (they sign in again)."""
+    admin = get_admin(session, scope, admin_id)
+    if "name" in data.model_fields_set:
+        admin.name = data.name
+    if data.role is not None and data.role != admin.role:
+        _keep_one_admin(session, admin)
+        admin.role = data.role
+        end_sessions_of(session, admin.id)
+    session.flush()
+    return admin
+
+
+def remove_admin(session: Session, scope: TenantScope, admin_id: str) -> None:
+    admin = get_admin(session, scope, admin_id)
+    _keep_one_admin(session, admin)
+    end_sessions_of(session, admin.id)
+    session.delete(admin)
+    session.flush()
+
+
+def change_password(
+    session: Session, scope: TenantScope, admin_id: uuid.UUID, current: str, new: str, keep: uuid.UUID | None
+) -> None:
+    """With the current password (a stolen access token alone cannot lock the owner out); every other
+    session of the admin ends at once, and the one making the change goes on."""
+    admin = session.get(Admin, admin_id)
+    if admin is None or admin.tenant_id != scope.tenant_id:
+        raise NotFound("admin not found")
+    if not password_matches(admin.password_hash, current):
+        raise AuthError("the current password is wrong", code="invalid_credentials")
+    admin.password_hash = hash_password(new)
+    end_sessions_of(session, admin.id, keep)
+    session.flush()

@@ -99,7 +99,7 @@ def list_api_keys(
 ) -> Page[ApiKeyOut]:
     _visible(caller, business_id)
     business = service.get_business(session, caller.tenant, business_id)
-    query = scoped(ApiKey, caller.tenant).where(ApiKey.business_id == business.id)
+    query = scoped(ApiKey, caller.tenant, environment=True).where(ApiKey.business_id == business.id)
     rows, meta = paging.apply(session, query.order_by(ApiKey.created_at, ApiKey.id))
     return Page(data=[ApiKeyOut.model_validate(k) for k in rows], meta=meta)
 

@@ -38,9 +38,11 @@ class BusinessOut(Schema):
 
 
 class ApiKeyCreate(Input):
+    """A key of the caller's environment: a session signed in with the test project key manages test
+    keys only (sign in with the live project key for live ones)."""
+
     name: str | None = Field(default=None, max_length=120)
     scopes: list[Scope] | None = Field(default=None, description="Default: every scope.")
-    environment: Literal["test", "live"] | None = Field(default=None, description="Default: the caller's.")
 
 
 class ApiKeyOut(Schema):

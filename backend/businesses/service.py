@@ -75,7 +75,7 @@ def update_business(session: Session, scope: TenantScope, business_id: str, data
 def create_api_key(
     session: Session, scope: TenantScope, business: Business, data: ApiKeyCreate
 ) -> tuple[ApiKey, str]:
-    environment = data.environment or scope.environment
+    environment = scope.environment
     secret = new_secret(f"sk_{environment}")
     key = ApiKey(
         id=uuid.uuid4(),
@@ -93,7 +93,7 @@ def create_api_key(
 
 
 def revoke_api_key(session: Session, scope: TenantScope, business: Business, key_id: str) -> None:
-    key = get_scoped(session, ApiKey, scope, key_id)
+    key = get_scoped(session, ApiKey, scope, key_id, environment=True)
     if key.business_id != business.id:
         raise NotFound("apikey not found")
     if key.revoked_at is None:

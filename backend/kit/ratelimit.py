@@ -11,13 +11,17 @@ All arithmetic is in integer microseconds, so float drift can never refuse the l
 of a burst; `T` is rounded up to a whole microsecond, so the long-run rate never exceeds the
 rule. State is per (key, rule): the same key under two rules (per second and per hour, say)
 keeps two independent budgets.
+
+A request usually meets several budgets (its credential's and its address's): `hit_all` takes them
+together and spends all or none, so a request refused by one budget costs no other. With
+`dry_run`, it only says whether a request would be allowed (and what would remain).
 """
 
 import math
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -80,7 +84,7 @@ def _ceil_seconds(us: int) -> int:
 def _gcra(now_us: int, stored_tat: int | None, rule: Rule) -> tuple[Decision, int | None]:
     """One GCRA step: the decision, and the TAT to store (None when refused: nothing changes).
 
-    The Lua script in RedisRateLimiter is a line-for-line copy of this function."""
+    The Lua script in RedisRateLimiter mirrors this function, key by key."""
     tat = now_us if stored_tat is None else max(stored_tat, now_us)
     new_tat = tat + rule.emission_us
     allow_at = new_tat - rule.tolerance_us
@@ -90,10 +94,25 @@ def _gcra(now_us: int, stored_tat: int | None, rule: Rule) -> tuple[Decision, in
     return Decision(True, remaining, 0), new_tat
 
 
+Budget = tuple[str, Rule]
+
+
+def _combine(decisions: list[Decision]) -> Decision:
+    """All allowed: the least remaining; any refused: the longest wait."""
+    refused = [d for d in decisions if not d.allowed]
+    if refused:
+        return Decision(False, 0, max(d.retry_after for d in refused))
+    return Decision(True, min(d.remaining for d in decisions), 0)
+
+
 class RateLimiter(ABC):
-    @abstractmethod
     def hit(self, key: str, rule: Rule) -> Decision:
         """Counts one request for `key` under `rule` if it is allowed now; a refusal costs nothing."""
+        return self.hit_all([(key, rule)])
+
+    @abstractmethod
+    def hit_all(self, budgets: Sequence[Budget], *, dry_run: bool = False) -> Decision:
+        """Counts one request against every budget if all of them allow it, else against none."""
 
 
 class MemoryRateLimiter(RateLimiter):
@@ -115,13 +134,16 @@ class MemoryRateLimiter(RateLimiter):
         with self._lock:
             return len(self._tats)
 
-    def hit(self, key: str, rule: Rule) -> Decision:
-        state = (key, rule.limit, rule.window_us)
+    def hit_all(self, budgets: Sequence[Budget], *, dry_run: bool = False) -> Decision:
+        states = [((key, rule.limit, rule.window_us), rule) for key, rule in budgets]
         with self._lock:
             now_us = math.floor(self._now() * _US)
-            decision, new_tat = _gcra(now_us, self._tats.get(state), rule)
-            if new_tat is not None:
-                self._tats[state] = new_tat
+            steps = [(state, _gcra(now_us, self._tats.get(state), rule)) for state, rule in states]
+            decision = _combine([d for _, (d, _) in steps])
+            if decision.allowed and not dry_run:
+                for state, (_, new_tat) in steps:
+                    assert new_tat is not None
+                    self._tats[state] = new_tat
                 if len(self._tats) > self._sweep_above:
                     self._sweep(now_us)
             return decision
@@ -131,23 +153,37 @@ class MemoryRateLimiter(RateLimiter):
         self._sweep_above = max(self._min_sweep_size, 2 * len(self._tats))
 
 
-# KEYS[1]: the state key; ARGV: emission interval and burst tolerance, in µs. Returns
-# {allowed (0/1), remaining, µs until allowed}. Mirrors `_gcra`, on Redis server time.
+# KEYS: the state keys; ARGV: a dry-run flag, then each key's emission interval and burst tolerance
+# in µs. Returns {allowed (0/1), least remaining, µs until all allow}. Mirrors `_gcra` and
+# `_combine`, on Redis server time: nothing is written unless every key allows the request.
 _GCRA_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end -- Redis < 5: writes after TIME
-local emission = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
+local dry_run = ARGV[1] == '1'
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local tat = now
-local stored = redis.call('GET', KEYS[1])
-if stored then tat = math.max(tonumber(stored), now) end
-local new_tat = tat + emission
-local allow_at = new_tat - tolerance
-if now < allow_at then return {0, 0, allow_at - now} end
--- '%.0f': tostring() would keep only 14 significant digits of a 16-digit µs timestamp.
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, math.floor((tolerance - (new_tat - now)) / emission), 0}
+local new_tats, remaining, wait = {}, nil, 0
+for i = 1, #KEYS do
+  local emission = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = now
+  local stored = redis.call('GET', KEYS[i])
+  if stored then tat = math.max(tonumber(stored), now) end
+  local new_tat = tat + emission
+  local allow_at = new_tat - tolerance
+  if now < allow_at then wait = math.max(wait, allow_at - now) end
+  new_tats[i] = new_tat
+  local left = math.floor((tolerance - (new_tat - now)) / emission)
+  if remaining == nil or left < remaining then remaining = left end
+end
+if wait > 0 then return {0, 0, wait} end
+if not dry_run then
+  for i = 1, #KEYS do
+    -- '%.0f': tostring() would keep only 14 significant digits of a 16-digit µs timestamp.
+    local ttl = math.ceil((new_tats[i] - now) / 1000)
+    redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl)
+  end
+end
+return {1, remaining, 0}
 """
 
 
@@ -164,9 +200,13 @@ class RedisRateLimiter(RateLimiter):
         """The Redis key holding the state of `key` under `rule`."""
         return f"{self._prefix}{key}:{rule.tag()}"
 
-    def hit(self, key: str, rule: Rule) -> Decision:
+    def hit_all(self, budgets: Sequence[Budget], *, dry_run: bool = False) -> Decision:
+        keys = [self.state_key(key, rule) for key, rule in budgets]
+        args = ["1" if dry_run else "0"]
+        for _, rule in budgets:
+            args += [str(rule.emission_us), str(rule.tolerance_us)]
         try:
-            reply = self._script(keys=[self.state_key(key, rule)], args=[rule.emission_us, rule.tolerance_us])
+            reply = self._script(keys=keys, args=args)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise RateLimitUnavailable(f"rate-limit store unreachable: {exc}") from exc
         # redis-py types script replies as Any; the script always returns three integers.

@@ -1,12 +1,27 @@
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from backend.kit.api import Input, Schema, Uint256Str
 
 MAX_CREDIT_SUPPLY = 2**248 - 1  # the credit contract keeps its cap in 248 bits
+
+
+METADATA_SCHEMES = ("https", "ipfs", "ar")
+
+
+def _metadata_uri(uri: str) -> str:
+    # Served to every holder's wallet and app: no script, local-file or plain-http URIs.
+    parts = urlsplit(uri)
+    if parts.scheme.lower() not in METADATA_SCHEMES or not (parts.netloc or parts.path.strip("/")):
+        raise ValueError("must be an https://, ipfs:// or ar:// URI")
+    return uri
+
+
+MetadataUri = Annotated[str, Field(max_length=2048), AfterValidator(_metadata_uri)]
 
 
 class TokenCreate(Input):
@@ -14,12 +29,12 @@ class TokenCreate(Input):
     name: str = Field(min_length=1, max_length=64)
     symbol: str = Field(pattern=r"^[A-Za-z0-9]{1,16}$")
     decimals: int = Field(default=0, ge=0, le=18)
-    metadata_uri: str | None = Field(default=None, max_length=2048)
+    metadata_uri: MetadataUri | None = None
     max_supply: Uint256Str | None = None
 
 
 class TokenUpdate(Input):
-    metadata_uri: str | None = Field(default=None, max_length=2048)
+    metadata_uri: MetadataUri | None = None
 
 
 class TokenOut(Schema):

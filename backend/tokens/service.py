@@ -57,7 +57,7 @@ def create_token(session: Session, scope: TenantScope, data: TokenCreate) -> Tok
     if data.kind != "credit":
         token.chain_token_id = _next_id(session, scope)
     if _symbol_taken(session, scope, data.symbol):
-        raise Conflict(f"the symbol {data.symbol!r} is taken", code="symbol_taken")
+        raise Conflict(f"the symbol {data.symbol!r} is taken (in any case)", code="symbol_taken")
     session.add(token)
     try:
         session.flush()
@@ -73,7 +73,7 @@ def _symbol_taken(session: Session, scope: TenantScope, symbol: str) -> bool:
     query = select(TokenType.id).where(
         TokenType.tenant_id == scope.tenant_id,
         TokenType.environment == scope.environment,
-        TokenType.symbol == symbol,
+        func.upper(TokenType.symbol) == symbol.upper(),  # PTS, pts and Pts are one symbol
     )
     return session.scalar(query) is not None
 

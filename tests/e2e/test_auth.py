@@ -81,7 +81,9 @@ def test_siwe_refusals(
 def test_siwe_nonce_is_single_use_and_signature_must_match(platform: Platform, tenant: TenantSession) -> None:
     client, wallet = platform.client, Account.create()
     issued = client.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).json()
-    message = siwe_message(platform, wallet, issued["nonce"], issued["chainId"])
+    message = siwe_message(
+        platform, wallet, issued["nonce"], issued["chainId"], resources=tuple(issued["resources"])
+    )
     body = {"authType": "user", "message": message, "signature": sign(wallet, message)}
 
     forged = {**body, "signature": sign(Account.create(), message)}
@@ -95,7 +97,9 @@ def test_siwe_nonce_is_single_use_and_signature_must_match(platform: Platform, t
     # A nonce belongs to the tenant that issued it.
     other = create_tenant(platform, "Other")
     fresh = client.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).json()
-    message = siwe_message(platform, wallet, fresh["nonce"], fresh["chainId"])
+    message = siwe_message(
+        platform, wallet, fresh["nonce"], fresh["chainId"], resources=tuple(fresh["resources"])
+    )
     elsewhere = client.post(
         "/v1/auth/token",
         json={"authType": "user", "message": message, "signature": sign(wallet, message)},

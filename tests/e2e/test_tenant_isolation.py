@@ -84,6 +84,7 @@ class Side:
     def path_ids(self) -> dict[str, list[str]]:
         return {
             "business_id": [self.business_id],
+            "admin_id": [self.admin_pair["subjectId"]],
             "key_id": self.key_ids,
             "token_id": self.token_ids,
             "user_id": self.user_ids,
@@ -343,7 +344,9 @@ class Sweep:
 
     def siwe_body(self, account: LocalAccount) -> Json:
         issued = ok(self.client.post("/v1/auth/siwe/nonce", headers=self.b.tenant.with_project()), 201)
-        message = siwe_message(self.platform, account, issued["nonce"], issued["chainId"])
+        message = siwe_message(
+            self.platform, account, issued["nonce"], issued["chainId"], resources=tuple(issued["resources"])
+        )
         return {"authType": "user", "message": message, "signature": sign(account, message)}
 
     def sign_in_body(self, kind: str | None) -> Json:
@@ -449,8 +452,8 @@ def expectation(route: Route, cred: Cred) -> Expected | None:
     """What the route's access rule says this credential must get; None: any 2xx/4xx without leaks."""
     if route.rule is None:
         return None
-    if cred.kind is None:
-        return {401}, {"unauthenticated"}
+    if cred.kind is None:  # the public routes name the credential they need
+        return {401}, {"project_key_required" if route.rule.kinds == {"project"} else "unauthenticated"}
     if cred.mixed:
         return {403}, {"tenant_mismatch"}
     if cred.kind not in route.rule.kinds:
@@ -505,6 +508,20 @@ def refresh_calls(sweep: Sweep, cred: Cred) -> list[Call]:
     return [Call(body=body, expect=expect, after=lambda response: sweep.rotate(kind, response))]
 
 
+def logout_calls(sweep: Sweep, cred: Cred) -> list[Call]:
+    """Logging out a throwaway session of B's: done, unless next to A's project key."""
+    pair = ok(sweep.client.post("/v1/auth/token", json=sweep.sign_in_body("business")))
+    expect = want(403, "tenant_mismatch") if cred.mixed else want(204)
+    return [Call(body={"refreshToken": pair["refreshToken"]}, expect=expect)]
+
+
+def password_calls(sweep: Sweep, cred: Cred) -> list[Call]:
+    """B's auditor changes its password to the same one (its own session goes on); others guess wrong."""
+    if cred.kind == "auditor" and not cred.mixed:
+        return [Call(body={"currentPassword": AUDITOR_PASSWORD, "newPassword": AUDITOR_PASSWORD})]
+    return [Call(body={"currentPassword": "not it", "newPassword": "a new long password"})]
+
+
 def users_search(sweep: Sweep, cred: Cred) -> list[Call]:
     member = next(u for u in sweep.a_state["users"]["data"] if u["externalId"])
     return [
@@ -522,6 +539,7 @@ SAMPLES: dict[RouteKey, Sampler] = {
     ("POST", "/v1/auth/siwe/nonce"): one(),
     ("POST", "/v1/auth/token"): token_calls,
     ("POST", "/v1/auth/refresh"): refresh_calls,
+    ("POST", "/v1/auth/logout"): logout_calls,
     ("GET", "/v1/auth/me"): one(),
     ("POST", "/v1/tenants"): lambda s, c: [
         Call(
@@ -540,6 +558,9 @@ SAMPLES: dict[RouteKey, Sampler] = {
         Call(body={"email": f"admin-{s.fresh()}@{s.b.tenant.slug}.example", "role": "TENANT_ADMIN"})
     ],
     ("GET", "/v1/admins"): one(),
+    ("POST", "/v1/admins/me/password"): password_calls,
+    ("PATCH", "/v1/admins/{admin_id}"): one({"role": "AUDITOR"}),
+    ("DELETE", "/v1/admins/{admin_id}"): one(),
     ("POST", "/v1/businesses"): one({"name": "Beta Annex"}),
     ("GET", "/v1/businesses"): one(),
     ("GET", "/v1/businesses/me"): one(),
@@ -555,6 +576,7 @@ SAMPLES: dict[RouteKey, Sampler] = {
     ("GET", "/v1/users/me"): one(),
     ("PATCH", "/v1/users/me"): one({"name": "Beta Member"}),
     ("GET", "/v1/users/{user_id}"): one(),
+    ("PATCH", "/v1/users/{user_id}"): one({"attributes": {"tier": "hijacked"}}),
     ("POST", "/v1/tokens"): lambda s, c: [
         Call(body={"kind": "reward", "name": "Beta Gift", "symbol": f"B{s.fresh()}"[:16]})
     ],
