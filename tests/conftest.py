@@ -305,7 +305,8 @@ def production_platform(
                 assert time.monotonic() < deadline, "pers api did not start"
                 time.sleep(0.1)
             with httpx.Client(base_url=base, timeout=30) as client:
-                yield Platform(client, OPERATOR_TOKEN, Web3(Web3.HTTPProvider(rpc_url)), f"127.0.0.1:{port}")
+                w3 = Web3(Web3.HTTPProvider(rpc_url))
+                yield Platform(client, OPERATOR_TOKEN, w3, f"127.0.0.1:{port}", env)
         finally:
             for proc in processes:
                 proc.terminate()

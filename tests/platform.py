@@ -24,6 +24,7 @@ class Platform:
     operator_token: str
     w3: Web3  # the test environment's chain
     siwe_domain: str
+    env: dict[str, str] | None = None  # the production processes' environment (None: embedded)
 
     def operator(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.operator_token}"}

@@ -41,8 +41,8 @@ def _out(user: User, link: UserLink | None = None, links: list[UserLink] | None 
 def _for(session: DbSession, caller: Principal, users: list[User]) -> list[UserOut]:
     if caller.kind == BUSINESS:
         assert caller.subject_id is not None
-        links = {x.user_id: x for x in service.links_of(session, [u.id for u in users])}
-        own = {uid: x for uid, x in links.items() if x.business_id == caller.subject_id}
+        links = service.links_of(session, [u.id for u in users])
+        own = {x.user_id: x for x in links if x.business_id == caller.subject_id}
         return [_out(u, link=own[u.id]) for u in users]
     every = service.links_of(session, [u.id for u in users])
     return [_out(u, links=[x for x in every if x.user_id == u.id]) for u in users]

@@ -106,7 +106,8 @@ def _find_or_create_as_business(
         if link is None:
             link = _new_link(session, scope, business_id, user.id, data, created_user=False)
     else:
-        user = _new_user(session, keystore, scope, data.name, {})
+        wallet = {k: v for k, v in given.items() if k == "wallet_address"}
+        user = _new_user(session, keystore, scope, data.name, wallet)
         _flush(session)
         link = _new_link(session, scope, business_id, user.id, data, created_user=True)
         created = True

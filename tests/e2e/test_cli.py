@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -170,6 +171,11 @@ def test_up_serves_health_and_openapi_and_stops_cleanly(tmp_path: Path, stop: si
         output = up.stop(stop)
     assert "TokenFactory" in output and "stopped" in output
     assert (tmp_path / "data" / "master.key").exists() and (tmp_path / "data" / "pers.db").exists()
+    # Password hashes, customer emails and keys: the owner's only.
+    data = tmp_path / "data"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in data.rglob("*")}
+    assert modes and all(mode == (0o700 if p.is_dir() else 0o600) for p, mode in modes.items()), modes
 
 
 def test_up_keeps_tenants_and_their_contract_addresses_across_restarts(tmp_path: Path) -> None:

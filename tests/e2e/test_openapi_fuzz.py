@@ -241,7 +241,7 @@ def nested(depth: int) -> str:
         ("POST /v1/users", f'{{"externalId":"deep","attributes":{nested(300)}}}', 400, "malformed_json"),
         # Valid JSON that parses to infinity (NaN is Python's own extension): Postgres refuses both.
         ("POST /v1/users", '{"externalId":"inf","attributes":{"a":1e400}}', 422, "invalid_value"),
-        ("PATCH /v1/users/me", '{"attributes":{"a":[NaN]}}', 422, "invalid_value"),
+        ("PATCH /v1/users/me", '{"profile":{"a":[NaN]}}', 422, "invalid_value"),
     ],
 )
 def test_hostile_json_bodies(

@@ -123,3 +123,11 @@ def test_an_unreachable_redis_raises_rate_limit_unavailable() -> None:
     with pytest.raises(RateLimitUnavailable) as exc:
         rl.hit(KEY, Rule(1, 1))
     assert (exc.value.code, exc.value.status) == ("rate_limit_unavailable", 503)
+
+
+def test_hit_all_spends_every_budget_or_none(client: redis.Redis, prefix: str) -> None:
+    rl, small, large = RedisRateLimiter(client, prefix), Rule(2, 60), Rule(10, 60)
+    budgets = [("key:a", small), ("addr:1", large)]
+    assert [rl.hit_all(budgets).allowed for _ in range(3)] == [True, True, False]
+    assert rl.hit_all([("addr:1", large)], dry_run=True).remaining == 7  # refusals and dry runs spent nothing
+    assert rl.hit("addr:1", large).remaining == 7

@@ -187,3 +187,21 @@ def test_the_factory_picks_the_store() -> None:
     shared = build_rate_limiter("redis://127.0.0.1:6379/0")  # lazy: connects on first hit only
     assert isinstance(shared, RedisRateLimiter)
     assert isinstance(shared, RateLimiter)
+
+
+def test_hit_all_spends_every_budget_or_none() -> None:
+    clock = Clock()
+    rl, small, large = limiter(clock), Rule(2, 60), Rule(10, 60)
+    budgets = [("key:a", small), ("addr:1", large)]
+    assert rl.hit_all(budgets) == Decision(True, 1, 0)
+    assert rl.hit_all(budgets) == Decision(True, 0, 0)
+    refused = rl.hit_all(budgets)
+    assert not refused.allowed and refused.retry_after == 30
+    # The refusals spent nothing of the address's budget: 8 of its 10 remain.
+    assert [rl.hit("addr:1", large).remaining for _ in range(8)] == list(range(7, -1, -1))
+
+
+def test_a_dry_run_spends_nothing() -> None:
+    rl, rule = limiter(Clock()), Rule(1, 60)
+    assert rl.hit_all([(KEY, rule)], dry_run=True) == Decision(True, 0, 0)
+    assert rl.hit(KEY, rule).allowed and not rl.hit_all([(KEY, rule)], dry_run=True).allowed
