@@ -39,6 +39,9 @@ def code(response: httpx.Response) -> str:
     return str(response.json()["error"]["code"])
 
 
+PROXY = "127.254.254.254"  # the one address whose forwarding headers the `api` process trusts
+
+
 def loopback() -> str:
     """A loopback address for one side of one test: budgets kept in Redis outlive the test."""
     return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
@@ -74,6 +77,7 @@ def api(production_platform: Platform, tmp_path_factory: pytest.TempPathFactory)
     }
     env.update(
         PERS_RATE_LIMIT_PER_KEY="50",
+        PERS_TRUSTED_PROXIES=f'["{PROXY}"]',
         PERS_SIGNIN_FAILURES_PER_IDENTITY="15",
         PERS_SIWE_DOMAINS=f'["127.0.0.1:{port}"]',
         PERS_DATA_DIR=str(tmp_path_factory.mktemp("attacked")),
@@ -308,6 +312,22 @@ def test_forged_forwarded_for_is_ignored(api: Api, production_platform: Platform
     assert 429 in statuses
 
 
+def test_a_trusted_proxys_forwarded_for_counts(api: Api, production_platform: Platform) -> None:
+    tenant = create_tenant(production_platform)
+    behind = [f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{i}" for i in (1, 2)]
+    with api.client(PROXY) as proxy:
+
+        def login(client: str, password: str) -> int:
+            headers = {**tenant.with_project(), "X-Forwarded-For": client}
+            email = tenant.raw["admin"]["email"]
+            body = {"authType": "admin", "email": email, "password": password}
+            return proxy.post("/v1/auth/token", json=body, headers=headers).status_code
+
+        assert [login(behind[0], f"g{i}") for i in range(11)] == [401] * 10 + [429]
+        # Another client behind the same proxy has budgets of its own.
+        assert login(behind[1], PASSWORD) == 200
+
+
 @pytest.mark.parametrize(
     "guess",
     [
@@ -468,7 +488,38 @@ def test_access_tokens_carry_issuer_and_audience(platform: Platform) -> None:
     token = tenant.admin_headers["Authorization"].removeprefix("Bearer ")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert (claims["iss"], claims["aud"]) == ("pers", "pers-api")
+    # Signed with the right secret, but for another issuer or audience, or for none: refused.
+    if platform.env is not None:
+        secret = platform.env["PERS_JWT_SECRET"].encode()
+    else:
+        secret = platform.client.app.state.runtime.settings.secret_jwt_key()  # type: ignore[attr-defined]
+    for changes in ({"aud": "another-api"}, {"iss": "someone"}, {"aud": None}, {"iss": None}):
+        forged = {k: v for k, v in {**claims, **changes}.items() if v is not None}
+        refused = client.get("/v1/auth/me", headers=bearer(jwt.encode(forged, secret, algorithm="HS256")))
+        assert refused.status_code == 401 and code(refused) == "invalid_token", changes
+    assert (
+        client.get("/v1/auth/me", headers=bearer(jwt.encode(claims, secret, algorithm="HS256"))).status_code
+        == 200
+    )
     missing = client.post("/v1/auth/siwe/nonce")
     assert missing.status_code == 401 and code(missing) == "project_key_required"
     no_key = client.post("/v1/auth/token", json={"authType": "admin", "email": "a@b.co", "password": "x"})
     assert no_key.status_code == 401 and code(no_key) == "project_key_required"
+
+
+def test_a_session_ends_at_its_absolute_lifetime_however_often_refreshed(embedded_platform: Platform) -> None:
+    platform, settings = embedded_platform, embedded_platform.client.app.state.runtime.settings  # type: ignore[attr-defined]
+    tenant = create_tenant(platform)
+    lifetime = settings.session_lifetime
+    try:
+        settings.session_lifetime = 60
+        pair = siwe_sign_in(platform, tenant, Account.create()).json()
+        settings.session_lifetime = lifetime  # the lifetime is fixed at sign-in
+        refreshed = platform.client.post("/v1/auth/refresh", json={"refreshToken": pair["refreshToken"]})
+        assert refreshed.status_code == 200 and refreshed.json()["expiresIn"] <= 60
+        settings.session_lifetime = 0
+        ended = siwe_sign_in(platform, tenant, Account.create()).json()
+    finally:
+        settings.session_lifetime = lifetime
+    expired = platform.client.post("/v1/auth/refresh", json={"refreshToken": ended["refreshToken"]})
+    assert expired.status_code == 401 and code(expired) == "refresh_token_expired"
