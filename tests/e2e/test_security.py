@@ -9,10 +9,12 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +102,27 @@ def api(production_platform: Platform, tmp_path_factory: pytest.TempPathFactory)
         finally:
             proc.terminate()
             proc.wait(20)
+
+
+@contextmanager
+def flooding(send: Callable[[], int]) -> Iterator[list[int]]:
+    """`send()` over and over on another thread while the block runs: the attacker keeps going."""
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            statuses.append(send())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        while not statuses:  # the flood is under way
+            time.sleep(0.01)
+        yield statuses
+    finally:
+        stop.set()
+        thread.join()
 
 
 def admin_login(client: httpx.Client, tenant: TenantSession, password: str) -> httpx.Response:
@@ -207,8 +230,12 @@ def test_an_attacker_cannot_lock_the_admin_out(api: Api, production_platform: Pl
     attackers = [api.client(loopback()) for _ in range(3)]
     statuses = [admin_login(attackers[0], tenant, f"guess {i}").status_code for i in range(40)]
     assert statuses[:10] == [401] * 10 and set(statuses[10:]) == {429}
-    with api.client(loopback()) as admin:  # the real admin, from another address
+    with (
+        flooding(lambda: admin_login(attackers[0], tenant, "guess again").status_code) as flood,
+        api.client(loopback()) as admin,  # the real admin, from another address, during the attack
+    ):
         assert admin_login(admin, tenant, PASSWORD).status_code == 200
+    assert set(flood) == {429}
     # More addresses spend the identity's backstop (15): then only addresses without a failure may try.
     for attacker in attackers[1:]:
         for i in range(10):
@@ -236,8 +263,15 @@ def test_a_nonce_flood_does_not_block_the_tenants_other_users(
             attacker.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).status_code for _ in range(80)
         ]
         assert flood.count(201) == 50 and set(flood[50:]) == {429}
-        assert user.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).status_code == 201
-        assert user.get("/v1/tokens", headers=tenant.with_project()).status_code == 200
+
+        def nonce() -> int:
+            return attacker.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).status_code
+
+        with flooding(nonce) as still:
+            for _ in range(5):
+                assert user.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).status_code == 201
+                assert user.get("/v1/tokens", headers=tenant.with_project()).status_code == 200
+        assert set(still) == {429}
 
 
 # --- 3. a burst of sign-ins leaves the rest of the API alone ----------------------------------------
@@ -332,7 +366,7 @@ def test_a_trusted_proxys_forwarded_for_counts(api: Api, production_platform: Pl
     "guess",
     [
         lambda i: {"X-API-Key": f"sk_test_{uuid.uuid4().hex}"},
-        lambda i: bearer(jwt.encode({"sub": str(i)}, "not the secret")),
+        lambda i: bearer(jwt.encode({"sub": str(i)}, "not the secret, though long enough for HS256")),
         lambda i: bearer(f"op_{uuid.uuid4().hex}"),
     ],
     ids=["api-key", "bearer", "operator"],
