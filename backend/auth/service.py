@@ -145,17 +145,7 @@ def login_user(
     parsed = siwe.parse(message)
     if parsed.domain not in runtime.settings.siwe_domains:
         raise siwe.SiweError(f"the message is for {parsed.domain!r}", code="siwe_domain_mismatch")
-    # The URI the wallet shows must be on the allowed domain, by the scheme the message names
-    # (https when it names none), not a look-alike page elsewhere.
-    uri = urlsplit(parsed.uri)
-    if (uri.scheme.lower(), uri.netloc.lower()) != (
-        (parsed.scheme or "https").lower(),
-        parsed.domain.lower(),
-    ):
-        raise siwe.SiweError(
-            f"the message's URI must be on {parsed.domain} by {parsed.scheme or 'https'}",
-            code="siwe_uri_mismatch",
-        )
+    _check_uri(parsed)
     verified = siwe.verify(
         message, signature, domain=parsed.domain, chain_id=chain_id(runtime, env), now=utcnow()
     )
@@ -167,6 +157,26 @@ def login_user(
         session, runtime.keystore, scope, UserFind(wallet_address=verified.address)
     )
     return issue_session(session, runtime, USER, user.id, scope)
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _check_uri(message: siwe.SiweMessage) -> None:
+    """The URI the wallet shows must be on the message's (allowed) domain, by the scheme the message
+    names; https when it names none, or http too on a loopback host (a developer's machine)."""
+    uri = urlsplit(message.uri)
+    if message.scheme is not None:
+        schemes = {message.scheme.lower()}
+    elif urlsplit(f"//{message.domain}").hostname in LOOPBACK_HOSTS:
+        schemes = {"https", "http"}
+    else:
+        schemes = {"https"}
+    if uri.scheme.lower() not in schemes or uri.netloc.lower() != message.domain.lower():
+        raise siwe.SiweError(
+            f"the message's URI must be on {message.domain} by {' or '.join(sorted(schemes))}",
+            code="siwe_uri_mismatch",
+        )
 
 
 def _consume_nonce(session: Session, env: TenantEnvironment, nonce: str) -> None:
