@@ -182,6 +182,7 @@ class Auth:
         principal = identify(request, session, authorization, api_key, project_key)
         if principal is None:
             raise AuthError("credentials required", code="unauthenticated")
+        request.state.principal = principal  # named in the request log line
         client = request.client.host if request.client else "unknown"
         _runtime(request).enforce_rate_limits(principal.rate_key, client)
         if principal.kind not in self.kinds:
