@@ -233,3 +233,30 @@ def test_tenant_create_deploys_on_the_configured_network(tmp_path: Path, anvil_u
 
     again = pers("tenant", "create", "--name", "Anvil Shop", "--network-test", "local", "--json", env=env)
     assert again.returncode == 1 and "taken" in again.stderr
+
+
+COMMANDS = [
+    ["up", "--port", "1"],
+    ["api"],
+    ["worker"],
+    ["db", "upgrade"],
+    ["tenant", "create", "--name", "Bad Settings"],
+    ["chain", "deploy", "--network", "local"],
+    ["contracts", "build", "--check"],
+    ["bench", "gas"],
+]
+BAD = [
+    ("PERS_SIWE_DOMAINS", '["app.example.com"'),
+    ("PERS_RATE_LIMIT_PER_KEY", "abc"),
+    ("PERS_LOG_LEVEL", "loud"),
+    ("PERS_DATABASE_URL", "pers.db"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_every_command_refuses_a_bad_setting_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    variable, value = BAD[COMMANDS.index(command) % len(BAD)]
+    result = pers(*command, env=environment(tmp_path, **{variable: value}), timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: {variable} must be ") and len(result.stderr.splitlines()) == 1
+    assert result.stdout == ""
