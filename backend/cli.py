@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from backend.tenants.models import TenantEnvironment
 
 # Plain help: the rich layout labels flags `<bool>` as if they took a value.
-app = typer.Typer(help="PERS: loyalty and rewards on an EVM ledger.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="PERS: loyalty and rewards on an EVM ledger.", no_args_is_help=True, rich_markup_mode=None
+)
 contracts_app = typer.Typer(help="Build the Solidity contracts.", no_args_is_help=True)
 chain_app = typer.Typer(help="Deploy the platform contracts.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks; each prints JSON.", no_args_is_help=True)
