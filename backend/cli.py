@@ -154,7 +154,6 @@ def up(
 
     settings = _settings()
     ensure_port_free(host, port)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     lock = datadir.hold(settings.data_dir, port)  # released when the process ends
     restarted = (settings.data_dir / "pers.db").exists()
     generated_token = None

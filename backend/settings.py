@@ -111,6 +111,20 @@ class Settings(BaseSettings):
             make_url(value)  # raises ArgumentError (a ValueError) for what no client could parse
         return value
 
+    @field_validator("data_dir")
+    @classmethod
+    def _directory(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError("not a directory")
+        return value
+
+    @field_validator("relayer_key")
+    @classmethod
+    def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(bytes.fromhex(value.get_secret_value().removeprefix("0x"))) != 32:
+            raise ValueError("not 32 bytes")  # bytes.fromhex raises a ValueError for what is not hex
+        return value
+
     @field_validator("master_key")
     @classmethod
     def _master_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -185,6 +199,8 @@ FORMS = {
     "broker_url": "a broker URL (amqp://…, redis://… or memory://)",
     "master_key": "32 bytes, as 64 hex digits or base64",
     "log_level": "one of debug, info, warning, error",
+    "data_dir": "a directory (created when missing)",
+    "relayer_key": "a private key: 64 hex digits, 0x optional",
 }
 CHECKS = {"int_parsing": "a whole number above 0", "greater_than": "a whole number above 0"}
 

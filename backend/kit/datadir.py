@@ -27,6 +27,7 @@ def _holder(path: Path) -> str:
 
 def hold(data_dir: Path, port: int) -> IO[str]:
     """Takes the data directory for this `pers up`; the lock goes with the process, however it ends."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds keys: the owner's only
     path = data_dir / LOCK_FILE
     handle = path.open("a+")
     try:

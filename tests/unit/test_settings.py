@@ -65,6 +65,8 @@ BAD_SETTINGS = [
     ("PERS_REDIS_URL", "localhost:6379", "redis://"),
     ("PERS_BROKER_URL", "rabbit", "a broker URL"),
     ("PERS_MASTER_KEY", "not-a-key", "32 bytes"),
+    ("PERS_DATA_DIR", __file__, "a directory"),
+    ("PERS_RELAYER_KEY", "0x1234", "64 hex digits"),
 ]
 
 
@@ -77,5 +79,5 @@ def test_a_bad_setting_names_its_variable_and_the_expected_form(
         get_settings()
     assert bad.value.code == "invalid_setting" and bad.value.message.startswith(f"{variable} must be ")
     assert form in bad.value.message and "\n" not in bad.value.message
-    if variable == "PERS_MASTER_KEY":
+    if variable in ("PERS_MASTER_KEY", "PERS_RELAYER_KEY"):
         assert value not in bad.value.message  # a secret is never echoed
