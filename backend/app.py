@@ -84,6 +84,23 @@ def nests_deeper_than(body: bytes, limit: int) -> bool:
     return False
 
 
+def log_request(request: Request, status: int, started: float) -> None:
+    """One info line per request: the route's template (not the raw path, which may carry ids), who."""
+    route = request.scope.get("route")
+    principal = getattr(request.state, "principal", None)
+    scope = getattr(principal, "scope", None)
+    log.info(
+        "http.request",
+        method=request.method,
+        path=getattr(route, "path", None) or request.url.path,
+        status=status,
+        ms=round((time.perf_counter() - started) * 1000, 2),
+        tenant=str(scope.tenant_id) if scope else None,
+        environment=scope.environment if scope else None,
+        caller=getattr(principal, "kind", None),
+    )
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -112,15 +129,15 @@ def create_app(runtime: Runtime) -> FastAPI:
         started = time.perf_counter()
         try:
             response = await call_next(request)
+        except Exception:  # logged here, with the request id; the outermost handler answers 500
+            log.exception("http.unhandled")
+            log_request(request, 500, started)
+            raise
+        else:
+            response.headers["x-request-id"] = rid
+            log_request(request, response.status_code, started)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
-        response.headers["x-request-id"] = rid
-        log.debug(
-            "http.request",
-            path=request.url.path,
-            status=response.status_code,
-            ms=round((time.perf_counter() - started) * 1000, 2),
-        )
         return response
 
     @app.exception_handler(PersError)
@@ -143,8 +160,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return JSONResponse(error_body(code, "invalid request", details), status_code=422)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("http.unhandled", error=type(exc).__name__)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # logged by the request middleware
         return JSONResponse(error_body("internal_error", "something went wrong on our side"), status_code=500)
 
     @app.exception_handler(HTTPException)

@@ -18,9 +18,12 @@ if TYPE_CHECKING:
     from backend.runtime import Runtime
     from backend.tenants.models import TenantEnvironment
 
-app = typer.Typer(help="PERS: loyalty and rewards on an EVM ledger.", no_args_is_help=True)
+# Plain help: the rich layout labels flags `<bool>` as if they took a value.
+app = typer.Typer(
+    help="PERS: loyalty and rewards on an EVM ledger.", no_args_is_help=True, rich_markup_mode=None
+)
 contracts_app = typer.Typer(help="Build the Solidity contracts.", no_args_is_help=True)
-chain_app = typer.Typer(help="Deploy and inspect the platform contracts.", no_args_is_help=True)
+chain_app = typer.Typer(help="Deploy the platform contracts.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks; each prints JSON.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(chain_app, name="chain")
@@ -32,6 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 NetworkOption = Annotated[
     str | None, typer.Option("--network", help="A network of hardhat-free-config.toml.")
 ]
+RequiredNetwork = Annotated[str, typer.Option("--network", help="A network of hardhat-free-config.toml.")]
 RpcOption = Annotated[str | None, typer.Option("--rpc-url", help="Overrides the network's configured URL.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -82,14 +86,19 @@ def contracts_build(
 
 @chain_app.command("deploy")
 @reports_errors
-def chain_deploy(
-    network: NetworkOption = None, rpc_url: RpcOption = None, as_json: JsonOption = False
-) -> None:
+def chain_deploy(network: RequiredNetwork, rpc_url: RpcOption = None, as_json: JsonOption = False) -> None:
     """Deploy the platform contracts (idempotent: recorded addresses that still have code are reused)."""
     from backend.chain.client import connect
     from backend.chain.deploy import deploy_platform
 
-    deployment = deploy_platform(connect(_settings(), network, rpc_url))
+    settings = _settings()
+    if settings.chain_config().network(network).embedded:
+        raise PersError(
+            "the embedded network lives and dies with one process (`pers up` deploys on it itself): "
+            "deploy to a network with a node, e.g. --network local",
+            code="ephemeral_network",
+        )
+    deployment = deploy_platform(connect(settings, network, rpc_url))
     if as_json:
         typer.echo(json.dumps(deployment.as_json()))
         return
@@ -144,11 +153,14 @@ def up(
     from pydantic import SecretStr
 
     from backend.auth.credentials import new_secret
-    from backend.kit import migrate
+    from backend.kit import datadir, migrate
     from backend.tenants.service import redeploy_ephemeral
     from backend.worker import start_in_process
 
     settings = _settings()
+    ensure_port_free(host, port)
+    lock = datadir.hold(settings.data_dir, port)  # released when the process ends
+    restarted = (settings.data_dir / "pers.db").exists()
     generated_token = None
     if settings.operator_token is None:
         generated_token = new_secret("op")
@@ -169,9 +181,8 @@ def up(
         console.print(f"  {name}: {address}")
     console.print(f"  API: http://{host}:{port}  docs: http://{host}:{port}/docs")
     if generated_token:
-        console.print(
-            f"  operator token (this run only; set PERS_OPERATOR_TOKEN to keep one): {generated_token}"
-        )
+        why = "a new one each run, the previous run's no longer works" if restarted else "this run only"
+        console.print(f"  operator token ({why}; set PERS_OPERATOR_TOKEN to keep one): {generated_token}")
     if demo:
         _seed_demo(runtime)
     sys.stdout.flush()
@@ -181,6 +192,7 @@ def up(
         serve(create_app(runtime), host, port, settings.trusted_proxies)
     finally:
         stop.set()
+        lock.close()
     console.print("stopped")
 
 
@@ -207,6 +219,8 @@ def _seed_demo(runtime: "Runtime") -> None:
     console.print(f"  demo tenant: admin@demo.example, project key (test) {keys['test']}")
     if password:
         console.print(f"  demo admin password (shown once): {password}")
+    else:
+        console.print("  demo admin password: shown on the first run only, it is stored hashed")
 
 
 @app.command("api")
@@ -219,11 +233,13 @@ def api(
     from backend.app import create_app
 
     settings = _production_settings("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")
+    ensure_port_free(host, port)
     serve(create_app(_runtime(settings)), host, port, settings.trusted_proxies)
 
 
 def _production_settings(*required: str) -> Settings:
-    """The production processes share secrets across machines: generated development defaults won't do."""
+    """The production processes share secrets across machines: generated development defaults won't do,
+    and their jobs need a broker another process can read (the in-memory one lives in one process)."""
     settings = _settings()
     values = {
         "PERS_OPERATOR_TOKEN": settings.operator_token,
@@ -231,9 +247,27 @@ def _production_settings(*required: str) -> Settings:
         "PERS_JWT_SECRET": settings.jwt_secret,
     }
     missing = [name for name in required if values[name] is None]
+    if settings.broker_url.startswith("memory://"):
+        missing.append("PERS_BROKER_URL (amqp://… or redis://…, not the in-memory default)")
     if missing:
         raise PersError(f"set {', '.join(missing)} for the production processes", code="missing_secret")
     return settings
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Checked before anything is printed or migrated, so a busy port is one line, not a banner."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise PersError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port",
+            code="port_in_use",
+        ) from None
 
 
 @app.command("worker")
@@ -284,17 +318,21 @@ def tenant_create(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a tenant and deploy its contracts now, against the configured database and networks."""
+    """Create a tenant and deploy its contracts now, against the configured database and networks
+    (on the embedded network they deploy when `pers up` starts on this data directory)."""
     import re
 
     from pydantic import ValidationError
 
-    from backend.kit import jobs, outbox
+    from backend.kit import datadir, jobs, outbox
     from backend.kit.db import unit_of_work
     from backend.tenants import service
     from backend.tenants.schemas import TenantCreate
 
     settings = _settings()
+    datadir.ensure_free(
+        settings.data_dir, "create the tenant through its API (POST /v1/tenants, operator token) or stop it"
+    )
     if network_test:
         settings.test_network = network_test
     if network_live:
@@ -309,10 +347,27 @@ def tenant_create(
         data = TenantCreate(name=name, slug=slug, admin_email=admin_email or f"admin@{slug}.example")
     except ValidationError as exc:
         raise PersError(f"invalid tenant: {exc.errors()[0]['msg']}", code="invalid_tenant") from None
+    chains = settings.chain_config()
     with unit_of_work(runtime.sessions) as session:
         tenant, admin, password = service.create_tenant(session, settings, runtime.keystore, data)
+        # The embedded chain would die with this command: `pers up` deploys those environments on its own.
+        ephemeral = {
+            str(e.id)
+            for e in service.environments(session, tenant.id)
+            if e.network and chains.network(e.network).embedded
+        }
         job_ids = outbox.on_commit(session)
-    for job_id in job_ids:  # deploy here and now rather than through a worker
+        jobs_now = [
+            m.id
+            for m in session.scalars(outbox.select_by_ids(job_ids))
+            if m.payload.get("environment_id") not in ephemeral
+        ]
+    if ephemeral:
+        typer.echo(
+            "note: embedded-network environments deploy when `pers up` starts on this data directory",
+            err=True,
+        )
+    for job_id in jobs_now:  # deploy here and now rather than through a worker
         try:
             jobs.run(runtime, job_id)
         except jobs.RetryLater as later:  # the job stays in the outbox for `pers worker`

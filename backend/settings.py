@@ -1,17 +1,18 @@
 """The one place configuration is read: `PERS_*` environment variables, `.env`, and
 `hardhat-free-config.toml` (compiler and networks)."""
 
+import json
 import os
 import re
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from backend.kit.errors import ConfigError
+from backend.kit.errors import ConfigError, PersError
 from backend.kit.keystore import Keystore, dev_master_key, dev_secret, parse_master_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,20 @@ class ChainConfig(BaseModel):
             raise ConfigError(f"unknown network {name!r} (known: {known})", code="unknown_network") from None
 
 
+def _split(value: Any) -> Any:
+    """A list variable: a JSON array, or items separated by commas (`a.example,b.example`)."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        return json.loads(value)  # a JSONDecodeError is a ValueError: reported as a bad setting
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+StrList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
+Positive = Annotated[int, Field(gt=0)]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PERS_", env_file=".env", extra="ignore")
 
@@ -68,7 +83,7 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
     # Pays gas for platform transactions. Dev networks fall back to the well-known test mnemonic.
     relayer_key: SecretStr | None = None
-    log_level: str = "info"
+    log_level: LogLevel = "info"
 
     database_url: str | None = None  # default: SQLite in the data directory
     broker_url: str = "memory://"  # the embedded default: Celery in process
@@ -78,23 +93,27 @@ class Settings(BaseSettings):
     operator_token: SecretStr | None = None
     test_network: str | None = None  # the `test` environment's network; default: `network`
     live_network: str | None = None  # the `live` environment deploys only when set
-    siwe_domains: list[str] = ["localhost:8000", "127.0.0.1:8000"]
+    siwe_domains: StrList = ["localhost:8000", "127.0.0.1:8000"]
     # Addresses of the proxies whose X-Forwarded-For / X-Forwarded-Proto count ("*" for any); none by default.
-    trusted_proxies: list[str] = []
-    access_token_ttl: int = 900
-    refresh_token_ttl: int = 14 * 24 * 3600  # unused this long, a session ends
-    session_lifetime: int = 30 * 24 * 3600  # however often refreshed, a session ends this long after sign-in
-    siwe_nonce_ttl: int = 600
-    rate_limit_window: int = 60
-    rate_limit_per_key: int = 600  # per API key or session (a project key: per key and address), per window
-    rate_limit_per_address: int = 120  # per client address, per window
-    rate_limit_auth_failures: int = 30  # failed authentications per client address, per window
+    trusted_proxies: StrList = []
+    access_token_ttl: Positive = 900
+    refresh_token_ttl: Positive = 14 * 24 * 3600  # unused this long, a session ends
+    session_lifetime: Positive = (
+        30 * 24 * 3600
+    )  # however often refreshed, a session ends this long after sign-in
+    siwe_nonce_ttl: Positive = 600
+    rate_limit_window: Positive = 60
+    rate_limit_per_key: Positive = (
+        600  # per API key or session (a project key: per key and address), per window
+    )
+    rate_limit_per_address: Positive = 120  # per client address, per window
+    rate_limit_auth_failures: Positive = 30  # failed authentications per client address, per window
     # Password sign-ins per address per 10 s: no more than the password pool hashes in a second.
-    rate_limit_signin_per_address: int = 10
-    signin_failure_window: int = 900
-    signin_failures_per_address: int = 10  # wrong passwords per (identity, address), per failure window
+    rate_limit_signin_per_address: Positive = 10
+    signin_failure_window: Positive = 900
+    signin_failures_per_address: Positive = 10  # wrong passwords per (identity, address), per failure window
     # Per identity from all addresses; once spent, only addresses without a failure may still try.
-    signin_failures_per_identity: int = 100
+    signin_failures_per_identity: Positive = 100
 
     def check_secrets(self) -> None:
         """Shared secrets a guess could find are refused at start."""
@@ -108,6 +127,41 @@ class Settings(BaseSettings):
             raise ConfigError(
                 f"{' and '.join(short)} must be at least {MIN_SECRET_BYTES} bytes", code="weak_secret"
             )
+
+    @field_validator("database_url", "redis_url", "broker_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        from sqlalchemy.engine import make_url  # a URL with a scheme, as SQLAlchemy, redis and kombu read
+
+        if value is not None and "://" not in value:
+            raise ValueError("not a URL")
+        if value is not None:
+            make_url(value)  # raises ArgumentError (a ValueError) for what no client could parse
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _directory(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError("not a directory")
+        return value
+
+    @field_validator("relayer_key")
+    @classmethod
+    def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(bytes.fromhex(value.get_secret_value().removeprefix("0x"))) != 32:
+            raise ValueError("not 32 bytes")  # bytes.fromhex raises a ValueError for what is not hex
+        return value
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_master_key(value.get_secret_value())
+            except PersError as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     def chain_config(self) -> ChainConfig:
         return load_chain_config(self.config_file, self.data_dir)
@@ -164,5 +218,32 @@ def resolve_rpc_url(network: NetworkConfig, override: str | None = None) -> str 
     return None if url is None else _expand(url, f"network {network.name!r}")
 
 
+LIST_FORM = "a comma-separated list (a.example,b.example) or a JSON array of strings"
+# What a bad value should have looked like: by variable, else by the kind of check it failed.
+FORMS = {
+    "siwe_domains": LIST_FORM,
+    "trusted_proxies": LIST_FORM,
+    "database_url": "a SQLAlchemy URL (postgresql+psycopg://user@host/db, sqlite:///path)",
+    "redis_url": "a redis:// or rediss:// URL",
+    "broker_url": "a broker URL (amqp://…, redis://… or memory://)",
+    "master_key": "32 bytes, as 64 hex digits or base64",
+    "log_level": "one of debug, info, warning, error",
+    "data_dir": "a directory (created when missing)",
+    "relayer_key": "a private key: 64 hex digits, 0x optional",
+}
+CHECKS = {"int_parsing": "a whole number above 0", "greater_than": "a whole number above 0"}
+
+
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value is a `ConfigError` naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"PERS_{field.upper()}"
+        form = FORMS.get(field) or CHECKS.get(error["type"])
+        reason = f"must be {form}" if form else f"is not valid: {error['msg']}"
+        raise ConfigError(f"{variable} {reason}", code="invalid_setting", variable=variable) from None
+    except SettingsError as exc:
+        raise ConfigError(f"bad setting: {exc}", code="invalid_setting") from None

@@ -206,6 +206,7 @@ class Auth:
             if self.kinds == {PROJECT}:
                 raise AuthError("this call needs the X-Project-Key header", code="project_key_required")
             raise AuthError("credentials required", code="unauthenticated")
+        request.state.principal = principal  # named in the request log line
         throttle.enforce(request, principal.rate_key)
         if principal.kind not in self.kinds:
             raise Forbidden(f"{principal.kind} credentials cannot make this call")

@@ -2,6 +2,7 @@
 follows from, and its Celery message is sent only after commit. A sweeper re-sends rows still
 pending after a while, so a lost message delays a job but never loses it; tasks are idempotent."""
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,6 +51,16 @@ def stale(session: Session, older_than: timedelta) -> list[uuid.UUID]:
         .where((OutboxMessage.dispatched_at.is_(None)) | (OutboxMessage.dispatched_at < cutoff))
     )
     return list(session.scalars(query.limit(500)))
+
+
+# URLs (an RPC URL may carry an API key), 32-byte hex values (keys) and our own secret prefixes.
+_SECRET = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+|\b(?:0x)?[0-9a-fA-F]{64}\b|\b(?:sk|op|rt)_[A-Za-z0-9_-]+")
+
+
+def public_error(last_error: str, limit: int = 300) -> str:
+    """A job's last error as a caller may read it: secrets and URLs redacted, and short."""
+    text = _SECRET.sub("[redacted]", " ".join(last_error.split()))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def select_by_ids(ids: list[uuid.UUID]) -> Select[OutboxMessage]:

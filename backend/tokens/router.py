@@ -15,9 +15,9 @@ Reader = Annotated[Principal, Depends(Auth(PROJECT, ADMIN, AUDITOR, BUSINESS, US
 
 
 @router.post("", status_code=202, response_model=TokenOut, responses=error_responses(409))
-def create_token(body: TokenCreate, session: DbSession, caller: AdminAuth) -> TokenType:
+def create_token(body: TokenCreate, session: DbSession, caller: AdminAuth) -> TokenOut:
     """Create a token type: `pending` until its contract (credit) or id (reward, status) is on chain."""
-    return service.create_token(session, caller.tenant, body)
+    return service.described(session, [service.create_token(session, caller.tenant, body)])[0]
 
 
 @router.get("", response_model=Page[TokenOut])
@@ -25,14 +25,14 @@ def list_tokens(session: DbSession, caller: Reader, paging: Annotated[Paging, De
     """The environment's token types; public with the project key."""
     query = scoped(TokenType, caller.tenant, environment=True).order_by(TokenType.created_at, TokenType.id)
     rows, meta = paging.apply(session, query)
-    return Page(data=[TokenOut.model_validate(r) for r in rows], meta=meta)
+    return Page(data=service.described(session, rows), meta=meta)
 
 
 @router.get("/{token_id}", response_model=TokenOut, responses=error_responses(404))
-def get_token(token_id: str, session: DbSession, caller: Reader) -> TokenType:
-    return service.get_token(session, caller.tenant, token_id)
+def get_token(token_id: str, session: DbSession, caller: Reader) -> TokenOut:
+    return service.described(session, [service.get_token(session, caller.tenant, token_id)])[0]
 
 
 @router.patch("/{token_id}", response_model=TokenOut, responses=error_responses(404))
-def update_token(token_id: str, body: TokenUpdate, session: DbSession, caller: AdminAuth) -> TokenType:
-    return service.update_token(session, caller.tenant, token_id, body)
+def update_token(token_id: str, body: TokenUpdate, session: DbSession, caller: AdminAuth) -> TokenOut:
+    return service.described(session, [service.update_token(session, caller.tenant, token_id, body)])[0]

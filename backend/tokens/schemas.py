@@ -46,7 +46,10 @@ class TokenOut(Schema):
     metadata_uri: str | None
     max_supply: Uint256Str | None
     status: str
-    failure_reason: str | None
+    failure_reason: str | None = Field(
+        description="Why the token failed, or why its pending activation keeps failing (then retried)"
+    )
+    attempts: int = Field(default=0, description="Failed attempts to put the token on chain so far")
     environment: str
     contract_address: str | None
     chain_token_id: Uint256Str | None = Field(description="The ERC-1155 id of a reward or status")

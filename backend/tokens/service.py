@@ -2,6 +2,8 @@
 tenant's ERC-1155. Both become `active` when the chain confirms, through the `tokens.activate` job."""
 
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +15,7 @@ from backend.kit.errors import Conflict, PersError
 from backend.kit.scope import get_scoped
 from backend.tenants.models import TenantEnvironment
 from backend.tokens.models import TokenType
-from backend.tokens.schemas import MAX_CREDIT_SUPPLY, TokenCreate, TokenUpdate
+from backend.tokens.schemas import MAX_CREDIT_SUPPLY, TokenCreate, TokenOut, TokenUpdate
 
 ACTIVATE_JOB = "tokens.activate"
 
@@ -99,3 +101,34 @@ def update_token(session: Session, scope: TenantScope, token_id: str, data: Toke
         token.metadata_uri = data.metadata_uri
     session.flush()
     return token
+
+
+def described(session: Session, tokens: Sequence[TokenType]) -> list[TokenOut]:
+    """Token types as the API shows them: with the failed attempts of their activation job, and a pending
+    one whose job failed says why (the job's last error, without secrets) instead of nothing."""
+    ids = [str(t.id) for t in tokens]
+    job_ids = outbox.OutboxMessage.payload["token_id"].as_string()
+    jobs = session.scalars(
+        select(outbox.OutboxMessage)
+        .where(outbox.OutboxMessage.task == ACTIVATE_JOB, job_ids.in_(ids))
+        .order_by(outbox.OutboxMessage.created_at)
+    )
+    attempts: dict[str, int] = defaultdict(int)
+    errors: dict[str, str] = {}
+    for job in jobs:
+        token_id = str(job.payload["token_id"])
+        attempts[token_id] += job.attempts
+        if job.completed_at is None and job.last_error:
+            errors[token_id] = outbox.public_error(job.last_error)
+    shown = []
+    for token in tokens:
+        key = str(token.id)
+        update: dict[str, object] = {"attempts": attempts[key]}
+        if token.status == "pending" and key in errors:
+            tries = attempts[key]
+            retried = "no longer retried" if tries >= outbox.MAX_ATTEMPTS else "retried"
+            update["failure_reason"] = (
+                f"activation failed {tries} time(s), {retried}; last error: {errors[key]}"
+            )
+        shown.append(TokenOut.model_validate(token).model_copy(update=update))
+    return shown

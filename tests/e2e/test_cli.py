@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -201,7 +202,9 @@ def test_up_keeps_tenants_and_their_contract_addresses_across_restarts(tmp_path:
     second = Up(tmp_path)
     try:
         assert second.printed("project key (test)") == project_key
-        assert "password" not in second.log.read_text()  # shown once, on the first run only
+        restart = second.log.read_text()
+        assert password not in restart and "password: shown on the first run only" in restart
+        assert "the previous run's no longer works" in restart  # why a new operator token is printed
         after = wait_for_active(second.base, headers)  # the access token is still valid: same data dir
         assert after == before
     finally:
@@ -224,11 +227,27 @@ def test_tenant_create_deploys_on_the_configured_network(tmp_path: Path, anvil_u
     created = json.loads(embedded.stdout)
     assert created["slug"] == "demo-shop" and created["admin"]["password"]
     envs = {e["environment"]: e for e in created["environments"]}
-    assert envs["test"]["status"] == "active" and envs["test"]["network"] == "embedded"
+    # The embedded chain would die with the command: nothing is deployed or recorded until `pers up`.
+    assert envs["test"]["status"] == "pending" and envs["test"]["network"] == "embedded"
+    assert envs["test"]["rewards"] is None and "when `pers up` starts" in embedded.stderr
     assert envs["test"]["projectKey"].startswith("pk_test_") and envs["live"]["projectKey"].startswith(
         "pk_live_"
     )
     assert envs["live"]["status"] == "unconfigured"
+    up = Up(tmp_path / "a")
+    try:
+        token = httpx.post(
+            f"{up.base}/v1/auth/token",
+            json={
+                "authType": "admin",
+                "email": created["admin"]["email"],
+                "password": created["admin"]["password"],
+            },
+            headers={"X-Project-Key": envs["test"]["projectKey"]},
+        ).json()["accessToken"]
+        assert wait_for_active(up.base, {"Authorization": f"Bearer {token}"})["rewards"]
+    finally:
+        up.stop()
 
     env = environment(tmp_path / "b", PERS_LOCAL_RPC_URL=anvil_url)
     on_anvil = pers("tenant", "create", "--name", "Anvil Shop", "--network-test", "local", "--json", env=env)
@@ -239,3 +258,101 @@ def test_tenant_create_deploys_on_the_configured_network(tmp_path: Path, anvil_u
 
     again = pers("tenant", "create", "--name", "Anvil Shop", "--network-test", "local", "--json", env=env)
     assert again.returncode == 1 and "taken" in again.stderr
+
+
+COMMANDS = [
+    ["up", "--port", "1"],
+    ["api"],
+    ["worker"],
+    ["db", "upgrade"],
+    ["tenant", "create", "--name", "Bad Settings"],
+    ["chain", "deploy", "--network", "local"],
+    ["contracts", "build", "--check"],
+    ["bench", "gas"],
+]
+BAD = [
+    ("PERS_SIWE_DOMAINS", '["app.example.com"'),
+    ("PERS_RATE_LIMIT_PER_KEY", "abc"),
+    ("PERS_LOG_LEVEL", "loud"),
+    ("PERS_DATABASE_URL", "pers.db"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_every_command_refuses_a_bad_setting_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    variable, value = BAD[COMMANDS.index(command) % len(BAD)]
+    result = pers(*command, env=environment(tmp_path, **{variable: value}), timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: {variable} must be ") and len(result.stderr.splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_tenant_create_and_a_second_up_refuse_while_up_runs_on_the_data_directory(tmp_path: Path) -> None:
+    up = Up(tmp_path)
+    try:
+        env = environment(tmp_path)
+        created = pers("tenant", "create", "--name", "Beside Up", env=env, timeout=60)
+        second = pers("up", "--port", str(free_port()), env=env, timeout=60)
+        demo_only = httpx.get(f"{up.base}/readyz")
+    finally:
+        up.stop()
+    assert created.returncode == 1 and len(created.stderr.splitlines()) == 1, created.stderr
+    assert f"`pers up` (pid {up.proc.pid}, port {up.port}) is running" in created.stderr
+    assert "POST /v1/tenants" in created.stderr and created.stdout == ""
+    assert second.returncode == 1 and "is already running" in second.stderr and second.stdout == ""
+    assert demo_only.status_code == 200
+    after = pers("tenant", "create", "--name", "After Up", "--json", env=environment(tmp_path), timeout=120)
+    assert after.returncode == 0, after.stderr  # the lock went with the process
+
+
+def test_chain_deploy_needs_a_network_with_a_node(tmp_path: Path) -> None:
+    env = environment(tmp_path)
+    unnamed = pers("chain", "deploy", env=env, timeout=60)
+    assert unnamed.returncode == 2 and "Missing option '--network'" in unnamed.stderr
+    embedded = pers("chain", "deploy", "--network", "embedded", env=env, timeout=60)
+    assert embedded.returncode == 1 and len(embedded.stderr.splitlines()) == 1
+    assert "embedded network lives and dies with one process" in embedded.stderr
+    assert not (tmp_path / "data" / "deployments").exists()
+
+
+def test_a_busy_port_is_one_line_before_anything_is_printed(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        up = pers("up", "--port", port, "--demo", env=environment(tmp_path), timeout=60)
+        secrets = {
+            "PERS_OPERATOR_TOKEN": "op",
+            "PERS_MASTER_KEY": "11" * 32,
+            "PERS_JWT_SECRET": "jwt",
+            "PERS_BROKER_URL": "redis://127.0.0.1:6379/9",
+        }
+        api = pers("api", "--port", port, env=environment(tmp_path, **secrets), timeout=60)
+    for result in (up, api):
+        assert result.returncode == 1 and result.stdout == ""
+        assert (
+            result.stderr
+            == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port\n"
+        )
+    assert not (tmp_path / "data" / "pers.db").exists()  # refused before migrating
+
+
+def test_the_production_processes_refuse_the_in_memory_broker(tmp_path: Path) -> None:
+    secrets = {"PERS_OPERATOR_TOKEN": "op", "PERS_MASTER_KEY": "11" * 32, "PERS_JWT_SECRET": "jwt"}
+    for command in (["api", "--port", str(free_port())], ["worker"]):
+        result = pers(*command, env=environment(tmp_path, **secrets), timeout=60)
+        assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert "set PERS_BROKER_URL (amqp://… or redis://…, not the in-memory default)" in result.stderr
+
+
+def test_help_promises_only_what_exists_and_flags_take_no_value() -> None:
+    chain = pers("chain", "--help", timeout=60)
+    assert chain.returncode == 0 and "inspect" not in chain.stdout
+    for command, flag in (
+        (["up"], "--demo"),
+        (["chain", "deploy"], "--json"),
+        (["contracts", "build"], "--check"),
+    ):
+        shown = pers(*command, "--help", timeout=60)
+        assert shown.returncode == 0 and flag in shown.stdout
+        assert "<bool>" not in shown.stdout, shown.stdout
