@@ -322,9 +322,9 @@ def test_a_busy_port_is_one_line_before_anything_is_printed(tmp_path: Path) -> N
         port = str(taken.getsockname()[1])
         up = pers("up", "--port", port, "--demo", env=environment(tmp_path), timeout=60)
         secrets = {
-            "PERS_OPERATOR_TOKEN": "op",
+            "PERS_OPERATOR_TOKEN": "op_" + "o" * 40,
             "PERS_MASTER_KEY": "11" * 32,
-            "PERS_JWT_SECRET": "jwt",
+            "PERS_JWT_SECRET": "j" * 40,
             "PERS_BROKER_URL": "redis://127.0.0.1:6379/9",
         }
         api = pers("api", "--port", port, env=environment(tmp_path, **secrets), timeout=60)
@@ -338,7 +338,11 @@ def test_a_busy_port_is_one_line_before_anything_is_printed(tmp_path: Path) -> N
 
 
 def test_the_production_processes_refuse_the_in_memory_broker(tmp_path: Path) -> None:
-    secrets = {"PERS_OPERATOR_TOKEN": "op", "PERS_MASTER_KEY": "11" * 32, "PERS_JWT_SECRET": "jwt"}
+    secrets = {
+        "PERS_OPERATOR_TOKEN": "op_" + "o" * 40,
+        "PERS_MASTER_KEY": "11" * 32,
+        "PERS_JWT_SECRET": "j" * 40,
+    }
     for command in (["api", "--port", str(free_port())], ["worker"]):
         result = pers(*command, env=environment(tmp_path, **secrets), timeout=60)
         assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
