@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
@@ -37,6 +37,9 @@ from backend.tenants.models import TenantEnvironment
 router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=error_responses(400, 401, 403, 422, 429))
 admins = APIRouter(prefix="/v1/admins", tags=["admins"], responses=error_responses(400, 401, 403, 422, 429))
 ProjectKey = Annotated[str | None, Depends(project_key_scheme)]
+# Sign-in and refresh need no credential (a business signs in with its key in the body): the project
+# key there is optional, which OpenAPI says with an empty security requirement beside it.
+OPTIONAL_CREDENTIALS: dict[str, Any] = {"security": [{}]}
 
 
 def _runtime(request: Request) -> Runtime:
@@ -76,7 +79,7 @@ def _throttle(request: Request, key: str) -> None:
     _runtime(request).enforce_rate_limits(key, client)
 
 
-@router.post("/token", response_model=TokenPair)
+@router.post("/token", response_model=TokenPair, openapi_extra=OPTIONAL_CREDENTIALS)
 def token(
     body: TokenRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
 ) -> TokenPair:
@@ -96,7 +99,7 @@ def token(
     return service.login_user(session, runtime, env, body.message, bytes.fromhex(body.signature[2:]))
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, openapi_extra=OPTIONAL_CREDENTIALS)
 def refresh(
     body: RefreshRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
 ) -> TokenPair:

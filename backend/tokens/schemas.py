@@ -1,21 +1,26 @@
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from backend.kit.api import Input, Schema, Uint256Str
+from backend.kit.api import Input, Schema
+from backend.kit.types import Amount, Uint256Out
 
 MAX_CREDIT_SUPPLY = 2**248 - 1  # the credit contract keeps its cap in 248 bits
+TokenKind = Literal["credit", "reward", "status"]
+TokenStatus = Literal["pending", "active", "failed"]
 
 
 class TokenCreate(Input):
-    kind: Literal["credit", "reward", "status"]
+    kind: TokenKind
     name: str = Field(min_length=1, max_length=64)
     symbol: str = Field(pattern=r"^[A-Za-z0-9]{1,16}$")
     decimals: int = Field(default=0, ge=0, le=18)
     metadata_uri: str | None = Field(default=None, max_length=2048)
-    max_supply: Uint256Str | None = None
+    max_supply: Annotated[int, Amount(1, MAX_CREDIT_SUPPLY, code="max_supply_out_of_range")] | None = Field(
+        default=None, description="Credits only: the most that can ever be minted."
+    )
 
 
 class TokenUpdate(Input):
@@ -29,10 +34,10 @@ class TokenOut(Schema):
     symbol: str
     decimals: int
     metadata_uri: str | None
-    max_supply: Uint256Str | None
+    max_supply: Uint256Out | None
     status: str
     failure_reason: str | None
     environment: str
     contract_address: str | None
-    chain_token_id: Uint256Str | None = Field(description="The ERC-1155 id of a reward or status")
+    chain_token_id: Uint256Out | None = Field(description="The ERC-1155 id of a reward or status")
     created_at: datetime

@@ -4,6 +4,7 @@ Like tokens, users belong to one environment: test keys never see live customers
 import uuid
 from typing import Any
 
+from pydantic.alias_generators import to_camel
 from sqlalchemy import Select, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -44,7 +45,9 @@ def find_or_create(
             current = getattr(user, field)
             if current is not None and current != value:
                 raise Conflict(
-                    f"the user's {field} is already set to another value", code="identity_conflict"
+                    f"the user's {to_camel(field)} is already set to another value",
+                    code="identity_conflict",
+                    field=to_camel(field),
                 )
             setattr(user, field, value)
         session.flush()
