@@ -4,7 +4,6 @@ nesting depth. Only then does the request reach authentication and parsing: befo
 was walked in Python on the event loop ahead of authentication, stalling every other client."""
 
 import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from itertools import accumulate, count
 from operator import sub
@@ -19,20 +18,30 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Deeper bodies are refused before they are parsed: the EVM libraries raise the interpreter's recursion
 # limit, so the JSON parser would recurse until the process crashes instead of raising RecursionError.
 MAX_JSON_DEPTH = 32
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _DEPTH = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_CHUNK = 65536
 
 
 def nests_deeper_than(body: bytes, limit: int) -> bool:
     """Whether a JSON text nests arrays and objects more than `limit` levels (brackets in strings aside).
 
-    Runs at C speed (regex, translate, accumulate): with brackets mapped to 2 (open) and 0 (close),
-    the depth after the k-th bracket is the running sum minus k."""
+    Runs at C speed rather than as a Python loop over every byte. Strings go first: escaped
+    backslashes, then escaped quotes, then every other piece between quotes. With the brackets left
+    mapped to 2 (open) and 0 (close), the depth after the k-th bracket is their running sum minus k;
+    chunk by chunk, so a deep body is found without walking all of it."""
     if body.count(b"[") + body.count(b"{") <= limit:
         return False
-    brackets = _STRING.sub(b"", body).translate(_DEPTH, _NOT_BRACKETS)
-    return max(map(sub, accumulate(brackets), count(1)), default=0) > limit
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(unescaped.split(b'"')[::2]).translate(_DEPTH, _NOT_BRACKETS)
+    depth = 0
+    for start in range(0, len(brackets), _CHUNK):
+        chunk = brackets[start : start + _CHUNK]
+        depths = list(map(sub, accumulate(chunk, initial=depth), count()))
+        if max(depths) > limit:
+            return True
+        depth = depths[-1]
+    return False
 
 
 def _error(status: int, code: str, message: str) -> tuple[dict[str, Any], bytes]:
