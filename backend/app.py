@@ -21,7 +21,7 @@ from backend import __doc__ as description
 from backend.auth.router import admins as admins_router
 from backend.auth.router import router as auth_router
 from backend.businesses.router import router as businesses_router
-from backend.kit.api import known_query_parameters
+from backend.kit.api import error_responses, known_query_parameters
 from backend.kit.body import BodyLimit
 from backend.kit.errors import PersError
 from backend.kit.types import FIELD_CODES
@@ -95,6 +95,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         description=description or "",
         lifespan=lifespan,
         dependencies=[Depends(known_query_parameters)],
+        responses=error_responses(413),  # any route, for a body over PERS_MAX_BODY_BYTES
     )
     app.state.runtime = runtime
     for router in ROUTERS:

@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.kit.errors import ConfigError
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     rate_limit_window: int = 60
     rate_limit_per_key: int = 600  # per API key or session, per window
     rate_limit_per_address: int = 120  # per client address, per window
-    max_body_bytes: int = 1024 * 1024  # a larger request body is refused with 413 before it is read
+    max_body_bytes: PositiveInt = 1024 * 1024  # a larger request body is refused with 413 before it is read
 
     def chain_config(self) -> ChainConfig:
         return load_chain_config(self.config_file, self.data_dir)

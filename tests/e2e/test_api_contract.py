@@ -127,6 +127,7 @@ def test_request_bodies_are_bounded(platform: Platform, callers: Callers) -> Non
     for headers in (json_headers, {"Content-Type": "application/json"}):
         response = client.post("/v1/businesses", content=oversized, headers=headers)
         assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+        assert response.headers["x-request-id"]
 
     # No length declared (chunked): cut off where the count passes the limit.
     def chunks() -> Iterator[bytes]:
