@@ -245,15 +245,19 @@ def test_every_list_is_a_page(platform: Platform, callers: Callers) -> None:
     assert [c["environment"] for c in second["data"]] == ["live"] and second["meta"]["total"] == 2
 
 
+def stable(tenant: Json) -> Json:
+    """A tenant without its environments' deployment status, which the worker moves on by itself."""
+    return {**tenant, "environments": [{**e, "status": None} for e in tenant["environments"]]}
+
+
 def test_operator_lists_tenants(platform: Platform, callers: Callers) -> None:
     client, operator = platform.client, platform.operator()
     other = create_tenant(platform, "Other")
     listed = client.get("/v1/tenants", params={"limit": 200}, headers=operator).json()
     assert listed["meta"]["total"] >= 2 and len(listed["data"]) == min(listed["meta"]["total"], 200)
     found = client.get("/v1/tenants", params={"slug": other.slug}, headers=operator).json()
-    assert found["meta"]["total"] == 1 and found["data"][0] == {
-        **client.get("/v1/tenants/me", headers=other.admin_headers).json()
-    }
+    mine = client.get("/v1/tenants/me", headers=other.admin_headers).json()
+    assert found["meta"]["total"] == 1 and stable(found["data"][0]) == stable(mine)
     first = client.get("/v1/tenants", params={"limit": 1}, headers=operator).json()
     assert len(first["data"]) == 1 and first["meta"]["total"] == listed["meta"]["total"]
     for kind in ("admin session", "API key", "project key", "nothing"):

@@ -68,8 +68,9 @@ class Credentials:
 
     def admin_run(self, label: str) -> dict[str, str]:
         special = {
-            # Only the platform operator creates tenants.
+            # Only the platform operator creates and lists tenants.
             "POST /v1/tenants": self.operator,
+            "GET /v1/tenants": self.operator,
             # Sign-in and the SIWE nonce take the project key alone (a session token would win).
             "POST /v1/auth/siwe/nonce": self.project,
             "POST /v1/auth/token": self.project,
