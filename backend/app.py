@@ -8,17 +8,23 @@ from typing import Any
 from urllib.parse import unquote
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic.alias_generators import to_camel
 from sqlalchemy import text
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from backend import __doc__ as description
 from backend.auth.router import admins as admins_router
 from backend.auth.router import router as auth_router
 from backend.businesses.router import router as businesses_router
+from backend.kit.api import error_responses, known_query_parameters
+from backend.kit.body import BodyLimit
 from backend.kit.errors import PersError
+from backend.kit.types import FIELD_CODES
 from backend.runtime import Runtime
 from backend.tenants.router import router as tenants_router
 from backend.tokens.router import router as tokens_router
@@ -32,11 +38,15 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-# When a request has several problems, the code names the most telling one.
+# When a request has several problems, the code names the most telling one (a range code such as
+# `max_supply_out_of_range` ranks with `amount_out_of_range`).
 CODE_PRECEDENCE = (
     "unknown_field",
     "invalid_address",
+    "amount_must_be_string",
     "invalid_amount",
+    "amount_out_of_range",
+    "field_too_large",
     "invalid_type",
     "invalid_value",
     "missing_field",
@@ -46,7 +56,7 @@ CODE_PRECEDENCE = (
 def validation_code(error: dict[str, Any]) -> str:
     """A machine-readable code for the first thing wrong with a request."""
     kind = str(error["type"])
-    if kind in ("invalid_address", "invalid_amount"):  # raised by our own field types
+    if kind in FIELD_CODES or kind.endswith("_out_of_range"):  # raised by our own field types
         return kind
     if kind == "extra_forbidden":
         return "unknown_field"
@@ -57,31 +67,19 @@ def validation_code(error: dict[str, Any]) -> str:
     return "invalid_value"
 
 
-# Deeper bodies are refused before they are parsed: the EVM libraries raise the interpreter's recursion
-# limit, so the JSON parser would recurse until the process crashes instead of raising RecursionError.
-MAX_JSON_DEPTH = 32
-_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+def _rank(code: str) -> int:
+    return CODE_PRECEDENCE.index("amount_out_of_range" if code.endswith("_out_of_range") else code)
 
 
-def nests_deeper_than(body: bytes, limit: int) -> bool:
-    """Whether a JSON text nests arrays and objects more than `limit` levels (brackets in strings aside)."""
-    if body.count(b"[") + body.count(b"{") <= limit:
-        return False
-    depth, in_string, escaped = 0, False, False
-    for byte in body:
-        if escaped:
-            escaped = False
-        elif in_string:
-            escaped, in_string = byte == _BACKSLASH, byte != _QUOTE
-        elif byte == _QUOTE:
-            in_string = True
-        elif byte in b"[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in b"]}":
-            depth -= 1
-    return False
+def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> str:
+    """Every method the path accepts, across all the routes matching it (Starlette names only the
+    first route's)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.router.routes):  # the included routers' routes too
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 def log_request(request: Request, status: int, started: float) -> None:
@@ -108,10 +106,19 @@ def create_app(runtime: Runtime) -> FastAPI:
         yield
         log.info("api.stopped")
 
-    app = FastAPI(title="PERS", version="1", description=description or "", lifespan=lifespan)
+    app = FastAPI(
+        title="PERS",
+        version="1",
+        description=description or "",
+        lifespan=lifespan,
+        dependencies=[Depends(known_query_parameters)],
+        responses=error_responses(413),  # any route, for a body over PERS_MAX_BODY_BYTES
+    )
     app.state.runtime = runtime
     for router in ROUTERS:
         app.include_router(router)
+    # Inside the request-id middleware below, so its refusals carry the request id too.
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -119,11 +126,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         if "\x00" in unquote(request.url.path + "?" + request.url.query):
             # Postgres cannot store or compare NUL characters: refuse them at the door.
             body = error_body("invalid_value", "the URL contains a NUL character")
-            return JSONResponse(body, status_code=400, headers={"x-request-id": rid})
-        body_methods = ("POST", "PUT", "PATCH")
-        if request.method in body_methods and nests_deeper_than(await request.body(), MAX_JSON_DEPTH):
-            message = f"the body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep"
-            body = error_body("malformed_json", message)
             return JSONResponse(body, status_code=400, headers={"x-request-id": rid})
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
@@ -143,8 +145,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(PersError)
     async def pers_error(_: Request, exc: PersError) -> JSONResponse:
         headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else None
+        # The API's names (`retryAfter`), like everything else in its bodies.
+        details = {to_camel(key): value for key, value in exc.details.items()}
         return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers
+            error_body(exc.code, exc.message, details), status_code=exc.status, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)
@@ -155,8 +159,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             return JSONResponse(
                 error_body("malformed_json", "the body is not valid JSON", details), status_code=400
             )
-        codes = {validation_code(e) for e in errors}
-        code = next((c for c in CODE_PRECEDENCE if c in codes), "invalid_value")
+        code = min((validation_code(e) for e in errors), key=_rank, default="invalid_value")
         return JSONResponse(error_body(code, "invalid request", details), status_code=422)
 
     @app.exception_handler(Exception)
@@ -164,14 +167,14 @@ def create_app(runtime: Runtime) -> FastAPI:
         return JSONResponse(error_body("internal_error", "something went wrong on our side"), status_code=500)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(
             exc.status_code, "http_error"
         )
-        # Keep the exception's headers: a 405 must say which methods are allowed (`Allow`).
-        return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: `Allow` names every method the resource supports
+            headers["Allow"] = allowed_methods(app, dict(request.scope))
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -9,7 +9,14 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from backend.kit.errors import ConfigError, PersError
@@ -98,14 +105,12 @@ class Settings(BaseSettings):
     trusted_proxies: StrList = []
     access_token_ttl: Positive = 900
     refresh_token_ttl: Positive = 14 * 24 * 3600  # unused this long, a session ends
-    session_lifetime: Positive = (
-        30 * 24 * 3600
-    )  # however often refreshed, a session ends this long after sign-in
+    # However often refreshed, a session ends this long after sign-in.
+    session_lifetime: Positive = 30 * 24 * 3600
     siwe_nonce_ttl: Positive = 600
     rate_limit_window: Positive = 60
-    rate_limit_per_key: Positive = (
-        600  # per API key or session (a project key: per key and address), per window
-    )
+    # Per API key or session (a project key: per key and address), per window.
+    rate_limit_per_key: Positive = 600
     rate_limit_per_address: Positive = 120  # per client address, per window
     rate_limit_auth_failures: Positive = 30  # failed authentications per client address, per window
     # Password sign-ins per address per 10 s: no more than the password pool hashes in a second.
@@ -114,6 +119,8 @@ class Settings(BaseSettings):
     signin_failures_per_address: Positive = 10  # wrong passwords per (identity, address), per failure window
     # Per identity from all addresses; once spent, only addresses without a failure may still try.
     signin_failures_per_identity: Positive = 100
+
+    max_body_bytes: Positive = 1024 * 1024  # a larger request body is refused with 413 before it is read
 
     def check_secrets(self) -> None:
         """Shared secrets a guess could find are refused at start."""

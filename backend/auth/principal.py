@@ -1,13 +1,14 @@
 """Who is calling, as a value the routes take as a parameter. Only this module builds a
 `TenantScope`, from verified credentials, and every repository query filters by it."""
 
+import inspect
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
@@ -179,26 +180,55 @@ project_key_scheme = APIKeyHeader(
 )
 
 
+# The credentials that can identify each kind of caller, as the OpenAPI document names them.
+SCHEMES_OF_KIND = {
+    ADMIN: (bearer_scheme,),
+    AUDITOR: (bearer_scheme,),
+    USER: (bearer_scheme,),
+    OPERATOR: (bearer_scheme,),
+    BUSINESS: (bearer_scheme, api_key_scheme),
+    PROJECT: (project_key_scheme,),
+}
+
+
 class Auth:
-    """A route's access rule: which kinds of caller, and which API-key scope a business needs."""
+    """A route's access rule: which kinds of caller, and which API-key scope a business needs.
+
+    A secret key can do at least what its tenant's public key can: a rule that admits the project key
+    admits a business too, whatever its key's scopes."""
 
     def __init__(self, *kinds: str, scope: str | None = None) -> None:
         self.kinds, self.required_scope = set(kinds), scope
-
-    def __call__(
-        self,
-        request: Request,
-        session: DbSession,
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
-        api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
-        project_key: Annotated[str | None, Depends(project_key_scheme)] = None,
-    ) -> Principal:
-        authorization = (
-            f"{bearer.scheme} {bearer.credentials}" if bearer else request.headers.get("authorization")
+        if PROJECT in self.kinds:
+            if scope is not None:
+                raise ValueError("what the public project key may do needs no API-key scope")
+            self.kinds.add(BUSINESS)
+        # The route's OpenAPI security lists exactly the schemes of these kinds: FastAPI reads the
+        # dependency's parameters from this signature. The credentials themselves are read from the
+        # headers, so a session sent to a project-key route is still recognised (and refused).
+        schemes = {s.scheme_name: s for kind in sorted(self.kinds) for s in SCHEMES_OF_KIND[kind]}
+        self.__signature__ = inspect.Signature(
+            [
+                inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+                inspect.Parameter("session", inspect.Parameter.KEYWORD_ONLY, annotation=DbSession),
+                *(
+                    inspect.Parameter(f"_{name}", inspect.Parameter.KEYWORD_ONLY, default=Depends(scheme))
+                    for name, scheme in sorted(schemes.items())
+                ),
+            ]
         )
+
+    def __call__(self, request: Request, session: DbSession, **_documented: object) -> Principal:
+        headers = request.headers
         throttle.before_authentication(request)
         try:
-            principal = identify(request, session, authorization, api_key, project_key)
+            principal = identify(
+                request,
+                session,
+                headers.get("authorization"),
+                headers.get("x-api-key"),
+                headers.get("x-project-key"),
+            )
         except AuthError:
             throttle.authentication_failed(request)  # guessed keys and tokens meet 429 too
             raise

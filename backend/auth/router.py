@@ -1,5 +1,5 @@
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
@@ -42,6 +42,9 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=error_responses(4
 admins = APIRouter(prefix="/v1/admins", tags=["admins"], responses=error_responses(400, 401, 403, 422, 429))
 ProjectKey = Annotated[str | None, Depends(project_key_scheme)]
 AdminOrAuditor = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR))]
+# Sign-in and refresh need no credential (a business signs in with its key in the body): the project
+# key there is optional, which OpenAPI says with an empty security requirement beside it.
+OPTIONAL_CREDENTIALS: dict[str, Any] = {"security": [{}]}
 
 
 def _runtime(request: Request) -> Runtime:
@@ -96,7 +99,7 @@ def _attempt(
     return pair
 
 
-@router.post("/token", response_model=TokenPair)
+@router.post("/token", response_model=TokenPair, openapi_extra=OPTIONAL_CREDENTIALS)
 def token(
     body: TokenRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
 ) -> TokenPair:
@@ -134,7 +137,7 @@ def token(
     return _attempt(request, "user", "siwe", f"user:{throttle.client_address(request)}", sign_in_user)
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, openapi_extra=OPTIONAL_CREDENTIALS)
 def refresh(
     body: RefreshRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
 ) -> TokenPair:

@@ -11,6 +11,7 @@ from backend.businesses.schemas import (
     ApiKeyOut,
     BusinessCreate,
     BusinessOut,
+    BusinessStatus,
     BusinessUpdate,
 )
 from backend.kit.api import Page, Paging, error_responses
@@ -56,10 +57,12 @@ def list_businesses(
     session: DbSession,
     caller: Annotated[Principal, Depends(Auth(ADMIN, AUDITOR))],
     paging: Annotated[Paging, Depends()],
+    status: BusinessStatus | None = None,
 ) -> Page[BusinessOut]:
-    rows, meta = paging.apply(
-        session, scoped(Business, caller.tenant).order_by(Business.created_at, Business.id)
-    )
+    query = scoped(Business, caller.tenant).order_by(Business.created_at, Business.id)
+    if status is not None:
+        query = query.where(Business.status == status)
+    rows, meta = paging.apply(session, query)
     return Page(data=[_out(b) for b in rows], meta=meta)
 
 

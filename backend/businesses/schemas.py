@@ -10,6 +10,7 @@ from backend.kit.types import Address
 
 Scope = Literal["users:read", "users:write", "tokens:read", "transactions:write", "events:write"]
 assert set(Scope.__args__) == set(API_SCOPES)  # type: ignore[attr-defined]
+BusinessStatus = Literal["active", "suspended"]
 
 
 class BusinessCreate(Input):
@@ -23,7 +24,7 @@ class BusinessCreate(Input):
 class BusinessUpdate(Input):
     name: str | None = Field(default=None, min_length=1, max_length=120)
     description: str | None = Field(default=None, max_length=2000)
-    status: Literal["active", "suspended"] | None = None
+    status: BusinessStatus | None = None
     signer_address: Address | None = None
 
 

@@ -1,24 +1,17 @@
-"""HTTP conventions shared by every router: camelCase schemas, error bodies, pagination, exact integers."""
+"""HTTP conventions shared by every router: camelCase schemas, error bodies, pagination."""
 
 from collections.abc import Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    WithJsonSchema,
-    field_validator,
-)
+from fastapi import Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from backend.kit.db import UINT256_MAX
+from backend.kit.errors import PersError
 
 T = TypeVar("T")
 
@@ -50,28 +43,6 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_has_nul(v) for v in value)
     return False
-
-
-def _uint256(value: Any) -> int:
-    # Only decimal strings (or JSON integers) of 0..2^256-1; never floats.
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise PydanticCustomError("invalid_amount", "must be a decimal integer string")
-    if isinstance(value, str) and (not value.isascii() or not value.isdigit() or len(value) > 78):
-        raise PydanticCustomError("invalid_amount", "must be a non-negative decimal integer string")
-    number = int(value)
-    if not 0 <= number <= UINT256_MAX:
-        raise PydanticCustomError("invalid_amount", "must be between 0 and 2^256-1")
-    return number
-
-
-Uint256Str = Annotated[
-    int,
-    BeforeValidator(_uint256),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {"type": "string", "pattern": "^[0-9]{1,78}$", "description": "uint256 as a decimal string"}
-    ),
-]
 
 
 class ErrorDetail(BaseModel):
@@ -111,3 +82,26 @@ class Paging:
         total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
         rows = session.scalars(query.limit(self.limit).offset((self.page - 1) * self.limit)).all()
         return rows, PageMeta(page=self.page, limit=self.limit, total=total)
+
+
+def known_query_parameters(request: Request) -> None:
+    """Refuses a query parameter the route does not declare: a misspelt filter would otherwise be
+    ignored, and the caller would take the unfiltered list for the filtered one. Applied to every route."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    unknown = sorted(set(request.query_params) - _query_names(route.dependant))
+    if unknown:
+        raise PersError(
+            f"unknown query parameter: {', '.join(unknown)}",
+            code="unknown_parameter",
+            status=422,
+            parameters=unknown,
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= _query_names(dependency)
+    return names

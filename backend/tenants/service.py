@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from web3 import Web3
@@ -78,9 +78,24 @@ def create_tenant(
     return tenant, admin, generated
 
 
-def environments(session: Session, tenant_id: uuid.UUID) -> list[TenantEnvironment]:
+def environments_query(tenant_id: uuid.UUID) -> Select[TenantEnvironment]:
     query = select(TenantEnvironment).where(TenantEnvironment.tenant_id == tenant_id)
-    return list(session.scalars(query.order_by(TenantEnvironment.environment.desc())))
+    return query.order_by(TenantEnvironment.environment.desc())  # test, then live
+
+
+def environments(session: Session, tenant_id: uuid.UUID) -> list[TenantEnvironment]:
+    return list(session.scalars(environments_query(tenant_id)))
+
+
+def environments_of(
+    session: Session, tenant_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[TenantEnvironment]]:
+    """The environments of several tenants in one query, by tenant."""
+    query = select(TenantEnvironment).where(TenantEnvironment.tenant_id.in_(tenant_ids))
+    found: dict[uuid.UUID, list[TenantEnvironment]] = {}
+    for env in session.scalars(query.order_by(TenantEnvironment.environment.desc())):
+        found.setdefault(env.tenant_id, []).append(env)
+    return found
 
 
 def environment(session: Session, tenant_id: uuid.UUID, name: str) -> TenantEnvironment:

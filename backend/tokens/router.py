@@ -8,10 +8,11 @@ from backend.kit.scope import scoped
 from backend.kit.session import DbSession
 from backend.tokens import service
 from backend.tokens.models import TokenType
-from backend.tokens.schemas import TokenCreate, TokenOut, TokenUpdate
+from backend.tokens.schemas import TokenCreate, TokenKind, TokenOut, TokenStatus, TokenUpdate
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=error_responses(400, 401, 403, 422, 429))
-Reader = Annotated[Principal, Depends(Auth(PROJECT, ADMIN, AUDITOR, BUSINESS, USER, scope="tokens:read"))]
+# Public with the project key, so any of the tenant's callers may read them, whatever its key's scopes.
+Reader = Annotated[Principal, Depends(Auth(PROJECT, ADMIN, AUDITOR, BUSINESS, USER))]
 
 
 @router.post("", status_code=202, response_model=TokenOut, responses=error_responses(409))
@@ -21,9 +22,19 @@ def create_token(body: TokenCreate, session: DbSession, caller: AdminAuth) -> To
 
 
 @router.get("", response_model=Page[TokenOut])
-def list_tokens(session: DbSession, caller: Reader, paging: Annotated[Paging, Depends()]) -> Page[TokenOut]:
-    """The environment's token types; public with the project key."""
+def list_tokens(
+    session: DbSession,
+    caller: Reader,
+    paging: Annotated[Paging, Depends()],
+    kind: TokenKind | None = None,
+    status: TokenStatus | None = None,
+) -> Page[TokenOut]:
+    """The environment's token types, optionally of one kind or status; public with the project key."""
     query = scoped(TokenType, caller.tenant, environment=True).order_by(TokenType.created_at, TokenType.id)
+    if kind is not None:
+        query = query.where(TokenType.kind == kind)
+    if status is not None:
+        query = query.where(TokenType.status == status)
     rows, meta = paging.apply(session, query)
     return Page(data=service.described(session, rows), meta=meta)
 

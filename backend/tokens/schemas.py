@@ -5,9 +5,12 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
-from backend.kit.api import Input, Schema, Uint256Str
+from backend.kit.api import Input, Schema
+from backend.kit.types import Amount, Uint256Out
 
 MAX_CREDIT_SUPPLY = 2**248 - 1  # the credit contract keeps its cap in 248 bits
+TokenKind = Literal["credit", "reward", "status"]
+TokenStatus = Literal["pending", "active", "failed"]
 
 
 METADATA_SCHEMES = ("https", "ipfs", "ar")
@@ -25,12 +28,14 @@ MetadataUri = Annotated[str, Field(max_length=2048), AfterValidator(_metadata_ur
 
 
 class TokenCreate(Input):
-    kind: Literal["credit", "reward", "status"]
+    kind: TokenKind
     name: str = Field(min_length=1, max_length=64)
     symbol: str = Field(pattern=r"^[A-Za-z0-9]{1,16}$")
     decimals: int = Field(default=0, ge=0, le=18)
     metadata_uri: MetadataUri | None = None
-    max_supply: Uint256Str | None = None
+    max_supply: Annotated[int, Amount(1, MAX_CREDIT_SUPPLY, code="max_supply_out_of_range")] | None = Field(
+        default=None, description="Credits only: the most that can ever be minted."
+    )
 
 
 class TokenUpdate(Input):
@@ -44,7 +49,7 @@ class TokenOut(Schema):
     symbol: str
     decimals: int
     metadata_uri: str | None
-    max_supply: Uint256Str | None
+    max_supply: Uint256Out | None
     status: str
     failure_reason: str | None = Field(
         description="Why the token failed, or why its pending activation keeps failing (then retried)"
@@ -52,5 +57,5 @@ class TokenOut(Schema):
     attempts: int = Field(default=0, description="Failed attempts to put the token on chain so far")
     environment: str
     contract_address: str | None
-    chain_token_id: Uint256Str | None = Field(description="The ERC-1155 id of a reward or status")
+    chain_token_id: Uint256Out | None = Field(description="The ERC-1155 id of a reward or status")
     created_at: datetime

@@ -15,7 +15,7 @@ from backend.kit.errors import Conflict, PersError
 from backend.kit.scope import get_scoped
 from backend.tenants.models import TenantEnvironment
 from backend.tokens.models import TokenType
-from backend.tokens.schemas import MAX_CREDIT_SUPPLY, TokenCreate, TokenOut, TokenUpdate
+from backend.tokens.schemas import TokenCreate, TokenOut, TokenUpdate
 
 ACTIVATE_JOB = "tokens.activate"
 
@@ -33,13 +33,9 @@ def create_token(session: Session, scope: TenantScope, data: TokenCreate) -> Tok
     )
     if env is None or env.network is None:
         raise EnvironmentNotConfigured(f"the {scope.environment} environment has no network configured")
-    if data.max_supply is not None:
-        if data.kind != "credit":  # the ERC-1155 keeps no per-id cap yet, and a cap not enforced is a lie
-            raise PersError("maxSupply applies to credits only", code="max_supply_not_supported", status=422)
-        if not 0 < data.max_supply <= MAX_CREDIT_SUPPLY:
-            raise PersError(
-                "maxSupply of a credit is 1 to 2^248-1", code="max_supply_out_of_range", status=422
-            )
+    # The ERC-1155 keeps no per-id cap yet, and a cap not enforced is a lie (the range is the field's).
+    if data.max_supply is not None and data.kind != "credit":
+        raise PersError("maxSupply applies to credits only", code="max_supply_not_supported", status=422)
     if data.kind != "credit" and data.decimals != 0:
         raise PersError(
             "rewards and statuses are counted in whole units", code="decimals_not_allowed", status=422

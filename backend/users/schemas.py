@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, EmailStr, Field
 
 from backend.kit.api import Input, Schema
-from backend.kit.types import Address
+from backend.kit.types import Address, JsonObject
 
 
 def _finite(value: Any) -> bool:
@@ -26,7 +26,7 @@ def _storable(attributes: dict[str, Any]) -> dict[str, Any]:
     return attributes
 
 
-Attributes = Annotated[dict[str, Any], AfterValidator(_storable)]
+Attributes = Annotated[JsonObject, AfterValidator(_storable)]
 
 
 class UserFind(Input):

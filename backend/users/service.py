@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic.alias_generators import to_camel
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -120,7 +121,11 @@ def _fill(record: User | UserLink, values: dict[str, Any]) -> None:
     for field, value in values.items():
         current = getattr(record, field)
         if current is not None and current != value:
-            raise _conflict(f"the user's {field} is already set to another value")
+            raise Conflict(
+                f"the user's {to_camel(field)} is already set to another value",
+                code="identity_conflict",
+                field=to_camel(field),
+            )
         setattr(record, field, value)
 
 

@@ -62,7 +62,7 @@ CASES: list[tuple[str, str, Any, int, str]] = [
         "/v1/tokens",
         {"kind": "credit", "name": "P", "symbol": "P", "maxSupply": str(2**256)},
         422,
-        "invalid_amount",
+        "max_supply_out_of_range",
     ),
     (
         "POST",
@@ -76,7 +76,14 @@ CASES: list[tuple[str, str, Any, int, str]] = [
         "/v1/tokens",
         {"kind": "credit", "name": "P", "symbol": "P", "maxSupply": 1.5},
         422,
-        "invalid_amount",
+        "amount_must_be_string",
+    ),
+    (
+        "POST",
+        "/v1/tokens",
+        {"kind": "credit", "name": "P", "symbol": "P", "maxSupply": 1000},
+        422,
+        "amount_must_be_string",
     ),
     (
         "POST",
@@ -132,6 +139,13 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ("GET", "/v1/businesses/00000000-0000-0000-0000-000000000000", None, 404, "not_found"),
     ("DELETE", "/v1/businesses/00000000-0000-0000-0000-000000000000/api-keys/x", None, 404, "not_found"),
     ("PUT", "/v1/tokens", {}, 405, "method_not_allowed"),
+    ("GET", "/v1/tokens?kind=gem", None, 422, "invalid_value"),
+    ("GET", "/v1/tokens?knid=credit", None, 422, "unknown_parameter"),
+    ("GET", "/v1/businesses?state=active", None, 422, "unknown_parameter"),
+    ("GET", "/v1/users?query=alice", None, 422, "unknown_parameter"),
+    ("GET", "/v1/tenants/me/contracts?environment=test", None, 422, "unknown_parameter"),
+    ("POST", "/v1/businesses?dryRun=true", {"name": "Shop"}, 422, "unknown_parameter"),
+    ("POST", "/v1/users", {"externalId": "big", "attributes": {"a": "x" * 16_400}}, 422, "field_too_large"),
 ]
 
 

@@ -214,7 +214,7 @@ def test_up_keeps_tenants_and_their_contract_addresses_across_restarts(tmp_path:
 def wait_for_active(base: str, headers: dict[str, str]) -> dict[str, object]:
     deadline = time.monotonic() + 60
     while True:
-        contracts = httpx.get(f"{base}/v1/tenants/me/contracts", headers=headers).json()[0]
+        contracts = httpx.get(f"{base}/v1/tenants/me/contracts", headers=headers).json()["data"][0]
         if contracts["status"] == "active" and all(c["status"] == "active" for c in contracts["credits"]):
             return {"rewards": contracts["rewards"], "credits": [c["address"] for c in contracts["credits"]]}
         assert time.monotonic() < deadline, contracts

@@ -15,7 +15,7 @@ def test_operator_to_signed_in_user(platform: Platform) -> None:
     assert (me["kind"], me["tenantId"], me["environment"]) == ("admin", tenant.id, "test")
 
     contracts = wait_for(
-        lambda: client.get("/v1/tenants/me/contracts", headers=admin).json(),
+        lambda: client.get("/v1/tenants/me/contracts", headers=admin).json()["data"],
         lambda envs: envs[0]["status"] != "pending",
         "tenant deployment",
     )
@@ -96,7 +96,7 @@ def test_a_replaced_or_suspended_signer_loses_the_minter_role(platform: Platform
     tenant = create_tenant(platform, "Rekey")
     admin = tenant.admin_headers
     contracts = wait_for(
-        lambda: client.get("/v1/tenants/me/contracts", headers=admin).json(),
+        lambda: client.get("/v1/tenants/me/contracts", headers=admin).json()["data"],
         lambda envs: envs[0]["status"] != "pending",
         "tenant deployment",
     )

@@ -196,7 +196,7 @@ def wait_until_settled(platform: Platform, a: Side) -> None:
     """A's environments deployed and its tokens active, so its state no longer changes by itself."""
     client, admin = platform.client, a.tenant.admin_headers
     contracts = wait_for(
-        lambda: ok(client.get("/v1/tenants/me/contracts", headers=admin)),
+        lambda: ok(client.get("/v1/tenants/me/contracts", headers=admin))["data"],
         lambda envs: all(e["status"] != "pending" for e in envs),
         "tenant A's deployment",
     )
@@ -224,7 +224,7 @@ def snapshot(platform: Platform, side: Side) -> Json:
     businesses = page("/v1/businesses")
     return {
         "tenant": get("/v1/tenants/me"),
-        "contracts": get("/v1/tenants/me/contracts"),
+        "contracts": page("/v1/tenants/me/contracts"),
         "admins": page("/v1/admins"),
         "businesses": businesses,
         "apiKeys": {b["id"]: page(f"/v1/businesses/{b['id']}/api-keys") for b in businesses["data"]},
@@ -551,6 +551,8 @@ SAMPLES: dict[RouteKey, Sampler] = {
             }
         )
     ],
+    # The operator sees every tenant: asked for B's by its slug, it must get B's alone.
+    ("GET", "/v1/tenants"): lambda s, c: [Call(query={"slug": s.b.tenant.slug})],
     ("GET", "/v1/tenants/me"): one(),
     ("PATCH", "/v1/tenants/me"): lambda s, c: [Call(body={"name": f"Beta {s.fresh()}"})],
     ("GET", "/v1/tenants/me/contracts"): one(),

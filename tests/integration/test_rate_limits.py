@@ -65,6 +65,7 @@ def test_per_key_budget_answers_429_with_retry_after(tmp_path: Path, project_key
     refused = client.get("/v1/tokens", headers=first)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
     assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["error"]["details"] == {"retryAfter": int(refused.headers["Retry-After"])}
     assert client.get("/v1/tokens", headers=second).status_code == 200  # another key has its own budget
 
 
