@@ -39,8 +39,8 @@ contract HungryReceiver {
     }
 
     function onERC1155Received(address, address, uint256, uint256, bytes calldata) external view returns (bytes4) {
-        uint256 until = gasleft() - burn;
-        while (gasleft() > until) {}
+        uint256 start = gasleft();
+        while (start - gasleft() < burn) {} // runs out of gas when given less than `burn`
         return this.onERC1155Received.selector;
     }
 }
@@ -54,6 +54,7 @@ contract LookAlikeReceiver {
     bytes32 public victimRef;
     address public victimSigner;
     bool public reentered;
+    bytes4 public reentryError;
 
     function arm(bytes32 ref, address signer) external {
         (victimRef, victimSigner) = (ref, signer);
@@ -68,7 +69,9 @@ contract LookAlikeReceiver {
         groups[0] = RewardsToken.SignedGroup(victimSigner, ops, block.timestamp + 1, "");
         try RewardsToken(msg.sender).execute(groups) {
             reentered = true;
-        } catch {}
+        } catch (bytes memory reason) {
+            reentryError = bytes4(reason);
+        }
         return this.onERC1155Received.selector;
     }
 }
