@@ -96,10 +96,11 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
     /// @notice Executes signed groups of operations; an invalid operation is reported by
     /// `OperationFailed` and skipped, the others go through. Only the platform's relayers may call it.
     function execute(SignedGroup[] calldata groups) external whenNotPaused nonReentrant onlyRelayer {
+        bytes32 separator = DOMAIN_SEPARATOR();
         for (uint256 g; g < groups.length; ++g) {
             SignedGroup calldata group = groups[g];
             bytes32 structHash = hashOperations(group.signer, group.ops, group.deadline);
-            Failure auth = _authorise(group.signer, structHash, group.deadline, group.signature);
+            Failure auth = _authorise(separator, group.signer, structHash, group.deadline, group.signature);
             for (uint256 i; i < group.ops.length; ++i) {
                 Operation calldata op = group.ops[i];
                 Failure failure = auth == Failure.None ? _execute(group.signer, op) : auth;

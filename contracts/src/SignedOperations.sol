@@ -120,13 +120,16 @@ abstract contract SignedOperations is AccessControl, Pausable, ReentrancyGuardTr
     /// A 65-byte signature that recovers to `signer` is accepted without calling it: sound for EOAs and
     /// for EOAs delegated with EIP-7702 (their key still controls them). Otherwise an account with code is
     /// asked through ERC-1271 with at most `SIGNATURE_GAS`, so it cannot make the batch expensive.
-    function _authorise(address signer, bytes32 structHash, uint256 deadline, bytes calldata signature)
-        internal
-        view
-        returns (Failure)
-    {
+    /// `separator` is `DOMAIN_SEPARATOR()`, computed once per batch.
+    function _authorise(
+        bytes32 separator,
+        address signer,
+        bytes32 structHash,
+        uint256 deadline,
+        bytes calldata signature
+    ) internal view returns (Failure) {
         if (block.timestamp > deadline) return Failure.Expired;
-        bytes32 digest = _hashTypedData(structHash);
+        bytes32 digest = MessageHashUtils.toTypedDataHash(separator, structHash);
         if (signature.length == 65) {
             (address recovered, ECDSA.RecoverError error,) = ECDSA.tryRecoverCalldata(digest, signature);
             if (error == ECDSA.RecoverError.NoError && recovered == signer) return Failure.None;
