@@ -10,6 +10,7 @@ from web3.types import TxReceipt
 
 from backend.chain import operations, typed_data
 from backend.chain.artifacts import artifact
+from backend.chain.deploy import deploy_platform
 from backend.chain.operations import SIGNATURE_GAS, Failure, SignedGroup
 from backend.chain.typed_data import Operation
 from tests.conftest import REWARD_ID, STATUS_ID, Tenant
@@ -164,7 +165,14 @@ def test_outcomes_follow_their_movements_and_only_consuming_ones_settle(tenant: 
     twice = mint(alice, 3)
     first = signed(tenant.minter, dom, [twice, mint(bob, 0)])
     stranger = Account.from_key(Web3.keccak(text="stranger"))
-    groups = [first, first, signed(stranger, dom, [mint(bob, 1)]), signed(tenant.minter, dom, [mint(bob, 2)])]
+    expired = signed(tenant.minter, dom, [mint(bob, 4)], deadline=1)
+    groups = [
+        first,
+        first,
+        signed(stranger, dom, [mint(bob, 1)]),
+        expired,
+        signed(tenant.minter, dom, [mint(bob, 2)]),
+    ]
     receipt = one_receipt(tenant, CREDIT, groups)
     token = operations.token(tenant.chain, CREDIT, tenant.credit)
     found = operations.outcomes(token, receipt)
@@ -174,6 +182,7 @@ def test_outcomes_follow_their_movements_and_only_consuming_ones_settle(tenant: 
         Failure.REF_USED,
         Failure.REF_USED,
         Failure.UNAUTHORIZED,
+        Failure.EXPIRED,
         Failure.NONE,
     ]
     # Each success is the token's next log after its Transfer.
@@ -183,7 +192,7 @@ def test_outcomes_follow_their_movements_and_only_consuming_ones_settle(tenant: 
     assert {key: o.failure for key, o in final.items()} == {
         (tenant.minter.address, twice.ref): Failure.NONE,
         (tenant.minter.address, first.ops[1].ref): Failure.INVALID,
-        (tenant.minter.address, groups[3].ops[0].ref): Failure.NONE,
+        (tenant.minter.address, groups[4].ops[0].ref): Failure.NONE,
     }
     with pytest.raises(Exception, match="settled twice"):
         operations.settled(token, [receipt, receipt])
@@ -236,8 +245,11 @@ def test_a_front_runner_cannot_burn_a_ref(tenant: Tenant) -> None:
 def test_one_registry_transaction_adds_or_removes_a_relayer_for_every_tenant(tenant: Tenant) -> None:
     chain = tenant.chain
     factory = chain.contract("TokenFactory", tenant.factory)
-    # deploy_platform made the relayer the owner and registered it.
+    # deploy_platform made the relayer the owner and registered it, and registers it again if it is not.
     assert factory.functions.owner().call() == chain.relayer.address
+    assert factory.functions.isRelayer(chain.relayer.address).call()
+    chain.call(factory, "setRelayer", chain.relayer.address, False)
+    assert not deploy_platform(chain).deployed_now
     assert factory.functions.isRelayer(chain.relayer.address).call()
     newcomer = tenant.holders[2].address
     with pytest.raises(Reverted):
