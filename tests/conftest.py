@@ -136,15 +136,28 @@ def anvil_tenant(settings: Settings, anvil_url: str) -> Tenant:
     return _onboard(connect(settings, "local", anvil_url))
 
 
-@pytest.fixture(params=["embedded", "anvil"])
-def tenant(request: pytest.FixtureRequest) -> Iterator[Tenant]:
-    """Each test runs on both EVMs, from the same clean state."""
-    world: Tenant = request.getfixturevalue(f"{request.param}_tenant")
+@contextmanager
+def clean(world: Tenant) -> Iterator[Tenant]:
+    """The tenant's chain as onboarding left it, restored afterwards."""
     # Unlocked dev accounts sign `transact` calls on both nodes; anvil unlocks them by default.
     world.chain.w3.eth.default_account = world.admin.address
     snapshot = world.chain.rpc("evm_snapshot")
     yield world
     world.chain.rpc("evm_revert", snapshot)
+
+
+@pytest.fixture(params=["embedded", "anvil"])
+def tenant(request: pytest.FixtureRequest) -> Iterator[Tenant]:
+    """Each test runs on both EVMs, from the same clean state."""
+    with clean(request.getfixturevalue(f"{request.param}_tenant")) as world:
+        yield world
+
+
+@pytest.fixture
+def anvil(anvil_tenant: Tenant) -> Iterator[Tenant]:
+    """Anvil alone, for what only a JSON-RPC node can set up (`anvil_setCode` for EIP-7702 delegations)."""
+    with clean(anvil_tenant) as world:
+        yield world
 
 
 _skipped: list[str] = []

@@ -37,7 +37,7 @@ class _Signer:
         for from_, to, amount in ops:
             self.sequence += 1
             built.append(Operation(from_, to, amount, typed_data.make_ref(0xB3AC4, self.sequence)))
-        digest = typed_data.digest(self.domain, built, self.deadline)
+        digest = typed_data.digest(self.domain, self.account.address, built, self.deadline)
         return SignedGroup(
             self.account.address, built, self.deadline, typed_data.sign(digest, self.account.key)
         )
@@ -53,11 +53,11 @@ def run(chain: Chain) -> dict[str, Any]:
     )
     credit = created[ContractKind.CREDIT][0]
     deadline = int(time.time()) + 3600
-    signer = _Signer(minter, Domain(TokenStandard.CREDIT, chain.chain_id, credit), deadline)
+    signer = _Signer(minter, operations.domain(chain, TokenStandard.CREDIT, credit), deadline)
     holders = [Account.create() for _ in range(RECIPIENTS)]
 
     def execute(groups: list[SignedGroup]) -> int:
-        (receipt,) = operations.submit(chain, TokenStandard.CREDIT, credit, groups)
+        (receipt,) = operations.submit(chain, TokenStandard.CREDIT, credit, groups).receipts
         return int(receipt["gasUsed"])
 
     # Every recipient already holds the token, so balances are updated, not created.

@@ -55,9 +55,10 @@ class Chain:
             raise ChainError(f"{method} failed: {response['error']}")
         return response["result"]
 
-    def send(self, tx: TxParams, sender: LocalAccount | None = None) -> TxReceipt:
+    def send(self, tx: TxParams, sender: LocalAccount | None = None, extra_gas: int = 0) -> TxReceipt:
         """Estimates, checks the gas cap, signs (with the relayer key unless another sender is
-        given), broadcasts and waits for the receipt."""
+        given), broadcasts and waits for the receipt. `extra_gas` is added to the gas limit (budgets
+        the estimate may not reflect, such as a receiving contract's allowance)."""
         sender = sender or self.relayer
         tx = {**tx, "from": sender.address, "chainId": self.chain_id}
         try:
@@ -72,7 +73,7 @@ class Chain:
                 gas=estimate,
                 cap=self.network.tx_gas_cap,
             )
-        tx["gas"] = min(int(estimate * GAS_HEADROOM), self.network.tx_gas_cap)
+        tx["gas"] = min(int(estimate * GAS_HEADROOM) + extra_gas, self.network.tx_gas_cap)
         tx["nonce"] = self.w3.eth.get_transaction_count(sender.address, "pending")
         signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
         try:

@@ -81,7 +81,7 @@ def build(config: CompilerConfig, contracts_dir: Path) -> list[Artifact]:
     output = _compile(config, contracts_dir)
     artifacts = []
     for unit, contracts in sorted(output["contracts"].items()):
-        if not unit.startswith("src/"):
+        if not unit.startswith(("src/", "test/")):  # test/: contracts the tests deploy, never the platform
             continue
         for name, compiled in sorted(contracts.items()):
             if not compiled["evm"]["bytecode"]["object"]:

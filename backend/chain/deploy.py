@@ -44,7 +44,8 @@ class PlatformDeployment:
 
 def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeployment:
     """Deploys the factory (which deploys and locks the token implementations) unless the record
-    names contracts that still have code on this chain; then nothing is sent."""
+    names contracts that still have code on this chain, and registers the chain's relayer with it;
+    nothing is sent when both are already so."""
     record = record or chain.network.deployments
     existing = _read_record(record)
     if (
@@ -52,10 +53,12 @@ def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeploym
         and existing.get("chainId") == chain.chain_id
         and all(chain.has_code(a) for a in existing["contracts"].values())
     ):
+        register_relayer(chain, existing["contracts"][FACTORY], chain.relayer.address)
         return PlatformDeployment(
             chain.network.name, chain.chain_id, existing["contracts"], deployed_now=False
         )
     factory_address, _ = chain.deploy(FACTORY)
+    register_relayer(chain, factory_address, chain.relayer.address)
     factory = chain.contract(FACTORY, factory_address)
     contracts = {
         FACTORY: factory_address,
@@ -66,6 +69,14 @@ def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeploym
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(deployment.as_json(), indent=2) + "\n")
     return deployment
+
+
+def register_relayer(chain: Chain, factory_address: str, relayer: str) -> None:
+    """Lets `relayer` execute signed operations on every tenant contract of this factory (sent by the
+    factory's owner, the platform deployer); nothing is sent when it already may."""
+    factory = chain.contract(FACTORY, factory_address)
+    if not factory.functions.isRelayer(relayer).call():
+        chain.call(factory, "setRelayer", relayer, True)
 
 
 def _read_record(record: Path) -> dict[str, Any] | None:

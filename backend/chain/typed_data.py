@@ -12,7 +12,7 @@ from typing import Any
 
 from coincurve import PrivateKey, PublicKey
 from eth_hash.auto import keccak
-from eth_utils.address import to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 
 DOMAIN_VERSION = "1"
 _DOMAIN_FIELDS = [
@@ -28,12 +28,13 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 class TokenStandard(Enum):
-    """Which contract family an operation targets: its EIP-712 domain name and operation fields."""
+    """Which contract family an operation targets: its fixed EIP-712 domain name (none for a credit,
+    whose domain is named after the token's `name()`) and its operation fields."""
 
-    CREDIT = ("PERS Credit", ("from", "to", "amount", "ref"))
+    CREDIT = (None, ("from", "to", "amount", "ref"))
     REWARDS = ("PERS Rewards", ("from", "to", "id", "amount", "ref"))
 
-    def __init__(self, domain_name: str, fields: tuple[str, ...]) -> None:
+    def __init__(self, domain_name: str | None, fields: tuple[str, ...]) -> None:
         self.domain_name = domain_name
         self.fields = fields
 
@@ -52,7 +53,9 @@ class TokenStandard(Enum):
 
     @property
     def operations_typehash(self) -> bytes:
-        return _typehash("Operations(Operation[] ops,uint256 deadline)" + self.operation_signature)
+        return _typehash(
+            "Operations(address signer,Operation[] ops,uint256 deadline)" + self.operation_signature
+        )
 
 
 @cache
@@ -83,13 +86,25 @@ class Operation:
 
 @dataclass(frozen=True)
 class Domain:
+    """A token's EIP-712 domain; `name` is the credit token's `name()` (a rewards token's is fixed)."""
+
     standard: TokenStandard
     chain_id: int
     verifying_contract: str
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _address_word(self.verifying_contract)
+        fixed = self.standard.domain_name
+        if fixed is None and not self.name:
+            raise ValueError("a credit token's domain is named after the token: pass its name()")
+        if fixed is not None and self.name not in ("", fixed):
+            raise ValueError(f"a rewards token's domain is named {fixed!r}")
+        object.__setattr__(self, "name", fixed or self.name)
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "name": self.standard.domain_name,
+            "name": self.name,
             "version": DOMAIN_VERSION,
             "chainId": self.chain_id,
             "verifyingContract": to_checksum_address(self.verifying_contract),
@@ -107,7 +122,7 @@ def make_ref(namespace: int, sequence: int) -> bytes:
     return ((namespace << 128) | sequence).to_bytes(32, "big")
 
 
-def typed_data(domain: Domain, ops: list[Operation], deadline: int) -> dict[str, Any]:
+def typed_data(domain: Domain, signer: str, ops: list[Operation], deadline: int) -> dict[str, Any]:
     """The `eth_signTypedData_v4` document; integers as decimal strings so JSON keeps them exact."""
     standard = domain.standard
 
@@ -116,17 +131,23 @@ def typed_data(domain: Domain, ops: list[Operation], deadline: int) -> dict[str,
             return "0x" + value.hex()
         if isinstance(value, int):
             return str(value)
+        _address_word(value)
         return to_checksum_address(value)
 
     return {
         "types": {
             "EIP712Domain": _DOMAIN_FIELDS,
-            "Operations": [{"name": "ops", "type": "Operation[]"}, {"name": "deadline", "type": "uint256"}],
+            "Operations": [
+                {"name": "signer", "type": "address"},
+                {"name": "ops", "type": "Operation[]"},
+                {"name": "deadline", "type": "uint256"},
+            ],
             "Operation": standard.operation_type,
         },
         "primaryType": "Operations",
         "domain": {**domain.as_json(), "chainId": str(domain.chain_id)},
         "message": {
+            "signer": encode(signer),
             "ops": [{k: encode(v) for k, v in op.values(standard).items()} for op in ops],
             "deadline": str(deadline),
         },
@@ -137,15 +158,24 @@ def typed_data(domain: Domain, ops: list[Operation], deadline: int) -> dict[str,
 def domain_separator(domain: Domain) -> bytes:
     return keccak(
         _DOMAIN_TYPEHASH
-        + keccak(domain.standard.domain_name.encode())
+        + keccak(domain.name.encode())
         + keccak(DOMAIN_VERSION.encode())
         + domain.chain_id.to_bytes(32, "big")
-        + _word_address(domain.verifying_contract)
+        + _address_word(domain.verifying_contract)
     )
 
 
-def _word_address(address: str) -> bytes:
+def _address_word(address: str) -> bytes:
+    """An address as an ABI word: 0x and 40 hex digits, checksummed when mixed-case; nothing else."""
+    well_formed = isinstance(address, str) and len(address) == 42 and address[:2] == "0x"
+    if not well_formed or not is_address(address) or _bad_checksum(address):
+        raise ValueError(f"not an address: {address!r}")
     return bytes(12) + bytes.fromhex(address[2:])
+
+
+def _bad_checksum(address: str) -> bool:
+    digits = address[2:]
+    return digits != digits.lower() and digits != digits.upper() and to_checksum_address(address) != address
 
 
 def _word(value: Any) -> bytes:
@@ -155,20 +185,29 @@ def _word(value: Any) -> bytes:
         return value
     if isinstance(value, int):
         return value.to_bytes(32, "big")
-    return _word_address(value)
+    return _address_word(value)
 
 
-def struct_hash(standard: TokenStandard, ops: list[Operation], deadline: int) -> bytes:
+def struct_hash(standard: TokenStandard, signer: str, ops: list[Operation], deadline: int) -> bytes:
+    """`hashStruct(Operations(signer, ops, deadline))`: the signer is signed, so a signature that two
+    accounts would accept (an EOA and a wallet it owns) still runs under one of them only."""
     op_typehash = standard.operation_typehash
     op_hashes = b"".join(
         keccak(op_typehash + b"".join(_word(v) for v in op.values(standard).values())) for op in ops
     )
-    return keccak(standard.operations_typehash + keccak(op_hashes) + deadline.to_bytes(32, "big"))
+    return keccak(
+        standard.operations_typehash
+        + _address_word(signer)
+        + keccak(op_hashes)
+        + deadline.to_bytes(32, "big")
+    )
 
 
-def digest(domain: Domain, ops: list[Operation], deadline: int) -> bytes:
+def digest(domain: Domain, signer: str, ops: list[Operation], deadline: int) -> bytes:
     """The EIP-712 digest the contracts verify: keccak(0x1901 ‖ domainSeparator ‖ structHash)."""
-    return keccak(b"\x19\x01" + domain_separator(domain) + struct_hash(domain.standard, ops, deadline))
+    return keccak(
+        b"\x19\x01" + domain_separator(domain) + struct_hash(domain.standard, signer, ops, deadline)
+    )
 
 
 def sign(message_digest: bytes, private_key: bytes) -> bytes:
@@ -192,7 +231,8 @@ def recover(message_digest: bytes, signature: bytes) -> str | None:
     return to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
 
 
-def verify(domain: Domain, ops: list[Operation], deadline: int, signature: bytes, signer: str) -> bool:
-    """Off-chain check of an EOA signature, as the contract will do it."""
-    recovered = recover(digest(domain, ops, deadline), signature)
+def verify(domain: Domain, signer: str, ops: list[Operation], deadline: int, signature: bytes) -> bool:
+    """Off-chain check of an ECDSA signature, as the contract does it first (for EOAs, including
+    EIP-7702-delegated ones); a contract signer's ERC-1271 answer is `operations.screen`'s to ask."""
+    recovered = recover(digest(domain, signer, ops, deadline), signature)
     return recovered is not None and recovered == to_checksum_address(signer)

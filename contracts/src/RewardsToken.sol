@@ -4,12 +4,11 @@ pragma solidity 0.8.30;
 import {ERC1155} from "@openzeppelin/contracts/token/ERC1155/ERC1155.sol";
 import {ERC1155Pausable} from "@openzeppelin/contracts/token/ERC1155/extensions/ERC1155Pausable.sol";
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.sol";
 import {SignedOperations} from "./SignedOperations.sol";
 
 /// @title A tenant's rewards and status token: ERC-1155 where each id is registered as a
-/// transferable `Reward` or a locked `Status` (not transferable by holders, in the spirit of ERC-5192).
+/// transferable `Reward` or a locked `Status` (not transferable by holders: soulbound, ERC-5633).
 /// @dev Used through EIP-1167 clones; see CreditToken for the operation model.
 contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
     enum Kind {
@@ -38,23 +37,27 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
     bytes32 public constant OPERATION_TYPEHASH =
         keccak256("Operation(address from,address to,uint256 id,uint256 amount,bytes32 ref)");
     bytes32 public constant OPERATIONS_TYPEHASH = keccak256(
-        "Operations(Operation[] ops,uint256 deadline)Operation(address from,address to,uint256 id,uint256 amount,bytes32 ref)"
+        "Operations(address signer,Operation[] ops,uint256 deadline)Operation(address from,address to,uint256 id,uint256 amount,bytes32 ref)"
     );
 
     /// @dev Gas a receiving contract gets for its acceptance check: enough for real receivers, too little
-    /// for one to starve the rest of the batch.
+    /// for one to starve the rest of the batch. It is guaranteed: a transaction whose gas limit could not
+    /// forward it reverts instead of failing the operation.
     uint256 public constant RECEIVER_GAS = 200_000;
+    bytes4 private constant _ERC5633_INTERFACE_ID = 0x911ec470; // isSoulbound(uint256)
 
     mapping(uint256 id => Kind) public kindOf;
 
     event IdRegistered(uint256 indexed id, Kind kind);
+    /// @notice ERC-5633: emitted when an id is registered, `bounded` for a status id.
+    event Soulbound(uint256 indexed id, bool bounded);
 
     error IdAlreadyRegistered(uint256 id);
     error InvalidKind();
     error StatusLocked(uint256 id);
     error OnlySelf();
 
-    constructor() ERC1155("") EIP712("PERS Rewards", "1") {}
+    constructor() ERC1155("") {}
 
     function initialize(string calldata uri_, address admin, address[] calldata minters) external initializer {
         if (bytes(uri_).length != 0) _setURI(uri_);
@@ -73,6 +76,7 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
         if (kindOf[id] != Kind.Unregistered) revert IdAlreadyRegistered(id);
         kindOf[id] = kind;
         emit IdRegistered(id, kind);
+        emit Soulbound(id, kind == Kind.Status);
     }
 
     /// @notice True for status ids: holders cannot transfer them.
@@ -80,16 +84,23 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
         return kindOf[id] == Kind.Status;
     }
 
+    /// @notice ERC-5633: true for status ids, as `locked`.
+    function isSoulbound(uint256 id) external view returns (bool) {
+        return locked(id);
+    }
+
     function setURI(string calldata uri_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setURI(uri_);
     }
 
     /// @notice Executes signed groups of operations; an invalid operation is reported by
-    /// `OperationFailed` and skipped, the others go through.
-    function execute(SignedGroup[] calldata groups) external whenNotPaused {
+    /// `OperationFailed` and skipped, the others go through. Only the platform's relayers may call it.
+    function execute(SignedGroup[] calldata groups) external whenNotPaused nonReentrant onlyRelayer {
+        bytes32 separator = DOMAIN_SEPARATOR();
         for (uint256 g; g < groups.length; ++g) {
             SignedGroup calldata group = groups[g];
-            Failure auth = _authorise(group.signer, hashOperations(group.ops, group.deadline), group.deadline, group.signature);
+            bytes32 structHash = hashOperations(group.signer, group.ops, group.deadline);
+            Failure auth = _authorise(separator, group.signer, structHash, group.deadline, group.signature);
             for (uint256 i; i < group.ops.length; ++i) {
                 Operation calldata op = group.ops[i];
                 Failure failure = auth == Failure.None ? _execute(group.signer, op) : auth;
@@ -98,13 +109,13 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
         }
     }
 
-    /// @notice EIP-712 struct hash of `Operations(ops, deadline)`.
-    function hashOperations(Operation[] calldata ops, uint256 deadline) public pure returns (bytes32) {
+    /// @notice EIP-712 struct hash of `Operations(signer, ops, deadline)`.
+    function hashOperations(address signer, Operation[] calldata ops, uint256 deadline) public pure returns (bytes32) {
         bytes32[] memory hashes = new bytes32[](ops.length);
         for (uint256 i; i < ops.length; ++i) {
             hashes[i] = keccak256(abi.encode(OPERATION_TYPEHASH, ops[i]));
         }
-        return keccak256(abi.encode(OPERATIONS_TYPEHASH, _hashArray(hashes), deadline));
+        return keccak256(abi.encode(OPERATIONS_TYPEHASH, signer, _hashArray(hashes), deadline));
     }
 
     /// @dev Moves tokens to a contract with the ERC-1155 acceptance check; called by this contract
@@ -126,11 +137,14 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
             if (to != address(0) && kind == Kind.Status) return Failure.Locked;
             if (balanceOf(from, id) < amount) return Failure.InsufficientBalance;
         }
+        // Checked here, so an overflowing balance fails this operation alone instead of panicking.
+        if (to != address(0) && balanceOf(to, id) > type(uint256).max - amount) return Failure.Overflow;
         if (to.code.length == 0) {
             _update(from, to, _single(id), _single(amount));
         } else {
             try this.moveToContract{gas: RECEIVER_GAS}(from, to, id, amount) {}
             catch {
+                _requireForwarded(RECEIVER_GAS);
                 return Failure.Rejected;
             }
         }
@@ -155,6 +169,10 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
     }
 
     function supportsInterface(bytes4 interfaceId) public view override(ERC1155, AccessControl) returns (bool) {
-        return super.supportsInterface(interfaceId);
+        return interfaceId == _ERC5633_INTERFACE_ID || super.supportsInterface(interfaceId);
+    }
+
+    function _domainName() internal pure override returns (string memory) {
+        return "PERS Rewards";
     }
 }

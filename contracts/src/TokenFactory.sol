@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
 import {CreditToken} from "./CreditToken.sol";
 import {RewardsToken} from "./RewardsToken.sol";
+import {IRelayerRegistry} from "./SignedOperations.sol";
 
 /// @title Creates a tenant's token contracts as EIP-1167 clones of implementations it deploys
 /// (and locks) itself. Tenant onboarding is one `multicall` of `createRewards` and `createCredit`.
 /// Clones are deployed with CREATE2 under a salt that includes the caller, so their addresses are known
 /// before deployment (a retried deployment finds the contract already there instead of creating a
 /// second one) and nobody else can put a contract of their own at the platform's address.
-contract TokenFactory is Multicall {
+/// The factory also keeps the platform's relayer registry: every clone's `execute` accepts only the
+/// relayers registered here by the owner, so one transaction adds or removes a relayer for all tenants.
+contract TokenFactory is Multicall, Ownable, IRelayerRegistry {
     enum ContractKind {
         Credit,
         Rewards
@@ -20,18 +24,28 @@ contract TokenFactory is Multicall {
     CreditToken public immutable creditImplementation;
     RewardsToken public immutable rewardsImplementation;
 
+    /// @inheritdoc IRelayerRegistry
+    mapping(address account => bool) public isRelayer;
+
     /// @notice The indexer discovers tenant contracts from this event; anyone may call the factory, so
     /// only events whose `creator` is the platform's deployer name the platform's contracts.
     event TenantContractCreated(
         bytes32 indexed tenantKey, ContractKind indexed kind, address contractAddress, address creator
     );
+    event RelayerSet(address indexed account, bool allowed);
 
-    constructor() {
+    constructor() Ownable(msg.sender) {
         address[] memory none = new address[](0);
         creditImplementation = new CreditToken();
         creditImplementation.initialize("", "", 0, 0, address(0), none);
         rewardsImplementation = new RewardsToken();
         rewardsImplementation.initialize("", address(0), none);
+    }
+
+    /// @notice Allows or revokes a relayer for every tenant contract.
+    function setRelayer(address account, bool allowed) external onlyOwner {
+        isRelayer[account] = allowed;
+        emit RelayerSet(account, allowed);
     }
 
     function createCredit(

@@ -32,15 +32,14 @@ def later() -> int:
 
 
 def domain(t: Tenant, standard: TokenStandard, address: str | None = None) -> Domain:
-    address = address or (t.credit if standard is CREDIT else t.rewards)
-    return Domain(standard, t.chain.chain_id, address)
+    return operations.domain(t.chain, standard, address or (t.credit if standard is CREDIT else t.rewards))
 
 
 def signed(
     signer: LocalAccount, dom: Domain, ops: list[Operation], deadline: int | None = None
 ) -> SignedGroup:
     deadline = later() if deadline is None else deadline
-    signature = typed_data.sign(typed_data.digest(dom, ops, deadline), signer.key)
+    signature = typed_data.sign(typed_data.digest(dom, signer.address, ops, deadline), signer.key)
     return SignedGroup(signer.address, ops, deadline, signature)
 
 
@@ -48,7 +47,7 @@ def run(
     t: Tenant, standard: TokenStandard, groups: list[SignedGroup], address: str | None = None
 ) -> list[Failure]:
     address = address or (t.credit if standard is CREDIT else t.rewards)
-    receipts = operations.submit(t.chain, standard, address, groups)
+    receipts = operations.submit(t.chain, standard, address, groups).receipts
     contract = operations.token(t.chain, standard, address)
     return [o.failure for r in receipts for o in operations.outcomes(contract, r)]
 
@@ -102,7 +101,7 @@ def test_signed_mint_credits_the_holder_and_emits_the_ref(tenant: Tenant) -> Non
     op = mint(holder, 250)
     (receipt,) = operations.submit(
         tenant.chain, CREDIT, tenant.credit, [signed(tenant.minter, domain(tenant, CREDIT), [op])]
-    )
+    ).receipts
     token = operations.token(tenant.chain, CREDIT, tenant.credit)
     (outcome,) = operations.outcomes(token, receipt)
     assert (outcome.ref, outcome.signer, outcome.failure) == (op.ref, tenant.minter.address, Failure.NONE)
@@ -156,8 +155,15 @@ def test_forged_expired_and_misdirected_signatures_are_refused(tenant: Tenant) -
             tenant.minter.address, [op], good.deadline, signed(stranger, dom, [op], good.deadline).signature
         ),
         "expired": signed(tenant.minter, dom, [op], deadline=int(time.time()) - 3600),
-        "wrong chain id": signed(tenant.minter, Domain(CREDIT, dom.chain_id + 1, tenant.credit), [op]),
-        "wrong contract": signed(tenant.minter, Domain(CREDIT, dom.chain_id, tenant.capped_credit), [op]),
+        "wrong chain id": signed(
+            tenant.minter, Domain(CREDIT, dom.chain_id + 1, tenant.credit, dom.name), [op]
+        ),
+        "wrong contract": signed(
+            tenant.minter, Domain(CREDIT, dom.chain_id, tenant.capped_credit, dom.name), [op]
+        ),
+        "wrong domain name": signed(
+            tenant.minter, Domain(CREDIT, dom.chain_id, tenant.credit, "PERS Credit"), [op]
+        ),
         "tampered amount": SignedGroup(
             good.signer, [Operation(ZERO_ADDRESS, holder, 11, op.ref)], good.deadline, good.signature
         ),
@@ -242,9 +248,11 @@ def test_typed_data_signed_by_eth_account_verifies_on_chain(tenant: Tenant) -> N
     holder = tenant.holders[0].address
     for standard, op in ((CREDIT, mint(holder, 7)), (REWARDS, mint(holder, 7, REWARD_ID))):
         dom, deadline = domain(tenant, standard), later()
-        document = typed_data.typed_data(dom, [op], deadline)
+        document = typed_data.typed_data(dom, tenant.minter.address, [op], deadline)
         signature = Account.sign_typed_data(tenant.minter.key, full_message=document).signature
-        assert signature == typed_data.sign(typed_data.digest(dom, [op], deadline), tenant.minter.key)
+        assert signature == typed_data.sign(
+            typed_data.digest(dom, tenant.minter.address, [op], deadline), tenant.minter.key
+        )
         group = SignedGroup(tenant.minter.address, [op], deadline, bytes(signature))
         assert run(tenant, standard, [group]) == [Failure.NONE]
     assert credit_balance(tenant, holder) == 7
@@ -257,8 +265,14 @@ def test_contract_hashes_match_the_chain_layer(tenant: Tenant) -> None:
         contract = operations.token(
             tenant.chain, standard, tenant.credit if standard is CREDIT else tenant.rewards
         )
-        on_chain = contract.functions.hashOperations([tuple(op.values(standard).values())], deadline).call()
-        assert on_chain == typed_data.struct_hash(standard, [op], deadline)
+        signer = tenant.minter.address
+        args = [signer, [tuple(op.values(standard).values())], deadline]
+        assert contract.functions.hashOperations(*args).call() == typed_data.struct_hash(
+            standard, signer, [op], deadline
+        )
+        assert contract.functions.DOMAIN_SEPARATOR().call() == typed_data.domain_separator(
+            domain(tenant, standard, contract.address)
+        )
 
 
 def test_eip2612_permit_on_a_clone(tenant: Tenant) -> None:
@@ -288,7 +302,13 @@ def test_eip2612_permit_on_a_clone(tenant: Tenant) -> None:
             ],
         },
         "primaryType": "Permit",
-        "domain": domain(tenant, CREDIT).as_json(),
+        # Built as most EIP-2612 integrations do: the domain name is the token's name().
+        "domain": {
+            "name": token.functions.name().call(),
+            "version": "1",
+            "chainId": tenant.chain.chain_id,
+            "verifyingContract": tenant.credit,
+        },
         "message": {
             "owner": owner.address,
             "spender": spender.address,
@@ -310,6 +330,15 @@ def test_eip2612_permit_on_a_clone(tenant: Tenant) -> None:
     tenant.chain.w3.eth.wait_for_transaction_receipt(tx)
     assert token.functions.allowance(owner.address, spender.address).call() == 77
     assert token.functions.nonces(owner.address).call() == 1
+    # ERC-5267 reports that domain; signed operations share it.
+    fields, name, version, chain_id, contract, _, _ = token.functions.eip712Domain().call()
+    assert (fields, name, version, chain_id, contract) == (
+        b"\x0f",
+        "Acme Points",
+        "1",
+        tenant.chain.chain_id,
+        tenant.credit,
+    )
 
 
 def test_status_ids_are_locked_for_holders(tenant: Tenant) -> None:
@@ -386,12 +415,14 @@ def test_batches_over_the_gas_cap_are_split_and_a_group_over_it_is_refused(tenan
     assert (
         run(tenant, CREDIT, [signed(tenant.minter, dom, [mint(h, 1) for h in holders])]) == [Failure.NONE] * 3
     )
-    one = operations.submit(chain, CREDIT, tenant.credit, [signed(tenant.minter, dom, [mint(holders[0], 1)])])
+    one = operations.submit(
+        chain, CREDIT, tenant.credit, [signed(tenant.minter, dom, [mint(holders[0], 1)])]
+    ).receipts
     groups = [signed(tenant.minter, dom, [mint(h, 1)]) for h in holders * 2]
     original = chain.network
     chain.network = original.model_copy(update={"tx_gas_cap": int(one[0]["gasUsed"] * 1.5)})
     try:
-        receipts = operations.submit(chain, CREDIT, tenant.credit, groups)
+        receipts = operations.submit(chain, CREDIT, tenant.credit, groups).receipts
         assert len(receipts) > 1
         assert all(r["gasUsed"] <= chain.network.tx_gas_cap for r in receipts)
         nonce = chain.w3.eth.get_transaction_count(chain.relayer.address)
