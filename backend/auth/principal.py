@@ -199,6 +199,7 @@ class Auth:
 
     def __init__(self, *kinds: str, scope: str | None = None) -> None:
         self.kinds, self.required_scope = set(kinds), scope
+        self.project_call = self.kinds == {PROJECT}  # a public call: what is missing is the project key
         if PROJECT in self.kinds:
             if scope is not None:
                 raise ValueError("what the public project key may do needs no API-key scope")
@@ -233,7 +234,7 @@ class Auth:
             throttle.authentication_failed(request)  # guessed keys and tokens meet 429 too
             raise
         if principal is None:
-            if self.kinds == {PROJECT}:
+            if self.project_call:
                 raise AuthError("this call needs the X-Project-Key header", code="project_key_required")
             raise AuthError("credentials required", code="unauthenticated")
         request.state.principal = principal  # named in the request log line

@@ -152,7 +152,7 @@ def refresh(
         raise
 
 
-@router.post("/logout", status_code=204, response_class=Response)
+@router.post("/logout", status_code=204, response_class=Response, openapi_extra=OPTIONAL_CREDENTIALS)
 def logout(
     body: RefreshRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
 ) -> Response:
