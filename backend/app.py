@@ -29,6 +29,7 @@ from backend.runtime import Runtime
 from backend.tenants.router import router as tenants_router
 from backend.tokens.router import router as tokens_router
 from backend.users.router import router as users_router
+from backend.worker import celery_app  # also registers how the API dispatches its outbox jobs
 
 log = structlog.get_logger()
 ROUTERS = (auth_router, tenants_router, admins_router, businesses_router, users_router, tokens_router)
@@ -210,8 +211,6 @@ def _ping_database(runtime: Runtime) -> dict[str, Any]:
 
 
 def _ping_broker(runtime: Runtime) -> dict[str, Any]:
-    from backend.worker import celery_app
-
     with celery_app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=2)
     return {"transport": connection.transport_cls}
