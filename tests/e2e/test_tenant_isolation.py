@@ -453,7 +453,7 @@ def expectation(route: Route, cred: Cred) -> Expected | None:
     if route.rule is None:
         return None
     if cred.kind is None:  # the public routes name the credential they need
-        return {401}, {"project_key_required" if route.rule.kinds == {"project"} else "unauthenticated"}
+        return {401}, {"project_key_required" if route.rule.project_call else "unauthenticated"}
     if cred.mixed:
         return {403}, {"tenant_mismatch"}
     if cred.kind not in route.rule.kinds:
