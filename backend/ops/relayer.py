@@ -89,14 +89,12 @@ def networks_in_use(settings: Settings) -> dict[str, list[str]]:
 
 
 def wallet_addresses(session: Session | None, chain: Chain) -> dict[str, int | None]:
-    """Address → local next nonce: the relay's lanes when known, else the settings' relayer key."""
+    """Address → local next nonce: the relay's lanes when it has some, else the settings' relayer key."""
     view = relay_view()
-    if view is None or session is None:
+    lanes = [] if view is None or session is None else view.lanes(session, chain.network.name)
+    if not lanes:
         return {chain.relayer.address: None}
-    return {
-        Web3.to_checksum_address(lane.address): lane.next_nonce
-        for lane in view.lanes(session, chain.network.name)
-    }
+    return {Web3.to_checksum_address(lane.address): lane.next_nonce for lane in lanes}
 
 
 def wallet_status(chain: Chain, address: str, local_nonce: int | None) -> WalletStatus:
