@@ -415,6 +415,13 @@ def relayer_status(as_json: JsonOption = False) -> None:
     runtime = _runtime(_settings())
     with unit_of_work(runtime.sessions) as session:
         report = relayer.status(runtime, session)
+    chains = runtime.settings.chain_config()
+    if any(chains.network(n.network).embedded for n in report.networks):
+        typer.echo(
+            "note: an embedded network lives in its `pers up` process; this command started a fresh one "
+            "(ask that process: GET /v1/relayer/status)",
+            err=True,
+        )
     if as_json:
         typer.echo(report.model_dump_json(by_alias=True))
         return
