@@ -5,6 +5,7 @@ The relay's lanes and queue come through `RelayView`, a protocol of this module:
 one place that names the implementation. Without one, the wallet is the relayer key from the settings
 and the local nonce and queue are unknown (null)."""
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from sqlalchemy.orm import Session
@@ -35,7 +36,7 @@ class Lane(Protocol):
 class RelayView(Protocol):
     """What the relay tells operations (the relay's `backend/relay/status.py` module is one)."""
 
-    def lanes(self, session: Session, network: str) -> list[Lane]: ...
+    def lanes(self, session: Session, network: str) -> Sequence[Lane]: ...
 
     def queue_depth(self, session: Session) -> int: ...
 
@@ -51,8 +52,8 @@ def use_relay_view(view: RelayView | None) -> None:
 
 
 def relay_view() -> RelayView | None:
-    """The relay's lanes and queue. Merge point: return the relay's status module when no override is
-    set (`from backend.relay import status; return status`)."""
+    """The relay's lanes and queue. Merge point: return the relay's module when no override is set
+    (`from backend.relay import lanes; return lanes`)."""
     return _views[0] if _views else None
 
 
@@ -91,7 +92,7 @@ def networks_in_use(settings: Settings) -> dict[str, list[str]]:
 def wallet_addresses(session: Session | None, chain: Chain) -> dict[str, int | None]:
     """Address → local next nonce: the relay's lanes when it has some, else the settings' relayer key."""
     view = relay_view()
-    lanes = [] if view is None or session is None else view.lanes(session, chain.network.name)
+    lanes = () if view is None or session is None else view.lanes(session, chain.network.name)
     if not lanes:
         return {chain.relayer.address: None}
     return {Web3.to_checksum_address(lane.address): lane.next_nonce for lane in lanes}
