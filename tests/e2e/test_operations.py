@@ -210,7 +210,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def test_readyz_names_a_stopped_broker_and_chain(tmp_path: Path) -> None:
     if not ANVIL.exists() or shutil.which("redis-server") is None:
         missing("this test starts anvil (npm ci in contracts/) and redis-server of its own")
-    anvil_port, redis_port, port, metrics_port = (free_port() for _ in range(4))
+    anvil_port, redis_port, port, metrics_port, worker_port = (free_port() for _ in range(5))
     env = environment(
         tmp_path,
         PERS_NETWORK="local",
@@ -229,12 +229,16 @@ def test_readyz_names_a_stopped_broker_and_chain(tmp_path: Path) -> None:
             "redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no", port=redis_port
         ) as redis,
         process(*PERS, "api", "--port", str(port), port=port, env=env),
+        process(*PERS, "worker", port=worker_port, env={**env, "PERS_METRICS_PORT": str(worker_port)}),
     ):
         ready = httpx.get(f"{base}/readyz", timeout=30)
         assert ready.status_code == 200 and ready.json()["failed"] == [], ready.text
         # The metrics port: no credential, for a scraper on a private network.
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30)
         assert scraped.status_code == 200 and set(scrape(scraped.text)) >= FAMILIES
+        # A worker serves its own events; the state gauges come from the API processes alone.
+        worker = scrape(httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=30).text)
+        assert "pers_relay_gas_used" in worker and "pers_relayer_balance_eth" not in worker
 
         stop(redis)
         down = httpx.get(f"{base}/readyz", timeout=30)
