@@ -25,13 +25,24 @@ from backend.kit.api import error_responses, known_query_parameters
 from backend.kit.body import BodyLimit
 from backend.kit.errors import PersError
 from backend.kit.types import FIELD_CODES
+from backend.ops import metrics
+from backend.ops.router import router as ops_router
 from backend.runtime import Runtime
 from backend.tenants.router import router as tenants_router
 from backend.tokens.router import router as tokens_router
 from backend.users.router import router as users_router
+from backend.worker import celery_app  # also registers how the API dispatches its outbox jobs
 
 log = structlog.get_logger()
-ROUTERS = (auth_router, tenants_router, admins_router, businesses_router, users_router, tokens_router)
+ROUTERS = (
+    auth_router,
+    tenants_router,
+    admins_router,
+    businesses_router,
+    users_router,
+    tokens_router,
+    ops_router,
+)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -83,16 +94,19 @@ def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> str:
 
 
 def log_request(request: Request, status: int, started: float) -> None:
-    """One info line per request: the route's template (not the raw path, which may carry ids), who."""
-    route = request.scope.get("route")
+    """One info line per request: the route's template (not the raw path, which may carry ids), who;
+    counted in the metrics under the same template."""
+    template = getattr(request.scope.get("route"), "path", None)
+    seconds = time.perf_counter() - started
+    metrics.observe_request(request.method, template, status, seconds)
     principal = getattr(request.state, "principal", None)
     scope = getattr(principal, "scope", None)
     log.info(
         "http.request",
         method=request.method,
-        path=getattr(route, "path", None) or request.url.path,
+        path=template or request.url.path,
         status=status,
-        ms=round((time.perf_counter() - started) * 1000, 2),
+        ms=round(seconds * 1000, 2),
         tenant=str(scope.tenant_id) if scope else None,
         environment=scope.environment if scope else None,
         caller=getattr(principal, "kind", None),
@@ -115,6 +129,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         responses=error_responses(413),  # any route, for a body over PERS_MAX_BODY_BYTES
     )
     app.state.runtime = runtime
+    app.state.exposition = metrics.Exposition(metrics.StateCollector(runtime))
     for router in ROUTERS:
         app.include_router(router)
     # Inside the request-id middleware below, so its refusals carry the request id too.
@@ -183,15 +198,18 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "a dependency is down"}})
     def readyz() -> JSONResponse:
-        """Readiness: the database, the broker and the test environment's chain answer."""
+        """Readiness: the database, the broker and the chains of the test and live environments answer.
+        `failed` names the checks that did not."""
         checks = {
             "database": _check(lambda: _ping_database(runtime)),
             "broker": _check(lambda: _ping_broker(runtime)),
-            "chain": _check(lambda: _ping_chain(runtime)),
+            "chain": _check(lambda: _ping_chain(runtime, "test")),
         }
-        ready = all(c["ok"] for c in checks.values())
-        body = {"status": "ok" if ready else "unavailable", "checks": checks}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        if runtime.settings.live_network not in (None, runtime.settings.network_for("test")):
+            checks["liveChain"] = _check(lambda: _ping_chain(runtime, "live"))
+        failed = [name for name, check in checks.items() if not check["ok"]]
+        body = {"status": "unavailable" if failed else "ok", "failed": failed, "checks": checks}
+        return JSONResponse(body, status_code=503 if failed else 200)
 
     return app
 
@@ -210,15 +228,13 @@ def _ping_database(runtime: Runtime) -> dict[str, Any]:
 
 
 def _ping_broker(runtime: Runtime) -> dict[str, Any]:
-    from backend.worker import celery_app
-
     with celery_app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=2)
     return {"transport": connection.transport_cls}
 
 
-def _ping_chain(runtime: Runtime) -> dict[str, Any]:
-    network = runtime.settings.network_for("test")
+def _ping_chain(runtime: Runtime, environment: str) -> dict[str, Any]:
+    network = runtime.settings.network_for(environment)
     if network is None:
         return {"network": None}
     return {"network": network, "block": runtime.chain(network).w3.eth.block_number}

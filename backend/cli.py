@@ -4,6 +4,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from decimal import Decimal
 from functools import wraps
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -124,8 +125,10 @@ def bench_gas(network: NetworkOption = None, rpc_url: RpcOption = None, as_json:
 
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+relayer_app = typer.Typer(help="The relayer wallets that pay gas.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(relayer_app, name="relayer")
 
 
 def _runtime(settings: Settings) -> "Runtime":
@@ -188,8 +191,10 @@ def up(
     sys.stdout.flush()
     from backend.app import create_app
 
+    api = create_app(runtime)
+    _metrics_port(settings, api.state.exposition)
     try:
-        serve(create_app(runtime), host, port, settings.trusted_proxies)
+        serve(api, host, port, settings.trusted_proxies)
     finally:
         stop.set()
         lock.close()
@@ -234,7 +239,18 @@ def api(
 
     settings = _production_settings("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")
     ensure_port_free(host, port)
-    serve(create_app(_runtime(settings)), host, port, settings.trusted_proxies)
+    api = create_app(_runtime(settings))
+    _metrics_port(settings, api.state.exposition)
+    serve(api, host, port, settings.trusted_proxies)
+
+
+def _metrics_port(settings: Settings, exposition: Any) -> None:
+    """PERS_METRICS_PORT: the metrics without a credential, for a scraper on a private network."""
+    from backend.ops import metrics
+
+    if settings.metrics_port is not None:
+        ensure_port_free(settings.metrics_host, settings.metrics_port)
+        metrics.serve(exposition, settings.metrics_host, settings.metrics_port)
 
 
 def _production_settings(*required: str) -> Settings:
@@ -277,9 +293,12 @@ def worker() -> None:
     outbox sweeper."""
     import threading
 
+    from backend.ops.metrics import Exposition
     from backend.worker import celery_app, start_sweeper
 
-    _runtime(_production_settings("PERS_MASTER_KEY"))
+    settings = _production_settings("PERS_MASTER_KEY")
+    _runtime(settings)
+    _metrics_port(settings, Exposition(None))  # the worker's events; state gauges come from the API
     stop = threading.Event()
     start_sweeper(stop)
     try:
@@ -383,6 +402,80 @@ def tenant_create(
     for env in environments:
         where = f"{env['network']}: {env['status']} {env['rewards'] or ''}"
         console.print(f"  {env['environment']}: {env['projectKey']} on {where}")
+
+
+@relayer_app.command("status")
+@reports_errors
+def relayer_status(as_json: JsonOption = False) -> None:
+    """The relayer wallets of the networks in use: balances, nonces (chain, pending, the relay's own),
+    and the relay's queue; the same as GET /v1/relayer/status."""
+    from backend.kit.db import unit_of_work
+    from backend.ops import relayer
+
+    runtime = _runtime(_settings())
+    with unit_of_work(runtime.sessions) as session:
+        report = relayer.status(runtime, session)
+    chains = runtime.settings.chain_config()
+    if any(chains.network(n.network).embedded for n in report.networks):
+        typer.echo(
+            "note: an embedded network lives in its `pers up` process; this command started a fresh one "
+            "(ask that process: GET /v1/relayer/status)",
+            err=True,
+        )
+    if as_json:
+        typer.echo(report.model_dump_json(by_alias=True))
+        return
+    for network in report.networks:  # one narrow table per network: a whole address fits 80 columns
+        title = f"{network.network} (chain {network.chain_id}; {', '.join(network.environments)})"
+        if network.error:
+            console.print(f"{title}: [red]unreachable ({network.error})[/]")
+            continue
+        table = Table(title=title, title_justify="left", box=None, padding=(0, 1, 0, 0), pad_edge=False)
+        table.add_column("address", no_wrap=True)
+        for column in ("ETH", "nonce", "pending", "local", "gap"):
+            table.add_column(column, justify="right", no_wrap=True)
+        for w in network.wallets:
+            local, gap = ("-" if v is None else str(v) for v in (w.local_nonce, w.nonce_gap))
+            eth = f"{Decimal(w.balance_wei) / 10**18:.4f}"
+            table.add_row(w.address, eth, str(w.chain_nonce), str(w.pending_nonce), local, gap)
+        console.print(table)
+    depth = "unknown (no relay)" if report.queue_depth is None else str(report.queue_depth)
+    age = report.oldest_queued_age_seconds
+    console.print(f"queue: {depth}; oldest queued: {'-' if age is None else f'{age:.1f} s'}")
+
+
+@relayer_app.command("fund")
+@reports_errors
+def relayer_fund(
+    network: NetworkOption = None,
+    amount: Annotated[
+        Decimal, typer.Option("--amount", help="Ether added to each relayer wallet.", min=0)
+    ] = Decimal(10),
+    rpc_url: RpcOption = None,
+) -> None:
+    """Add ether to the relayer wallets of a local development network (anvil); mainnets are refused."""
+    from backend.chain.client import connect
+    from backend.kit.db import unit_of_work
+    from backend.ops import relayer
+
+    settings = _settings()
+    name = network or settings.network_for("test") or settings.network
+    config = settings.chain_config().network(name)
+    relayer.check_fundable(config)  # before any connection is made
+    if config.embedded:
+        raise PersError(
+            "the embedded network lives in the `pers up` process, whose relayer is a funded dev account: "
+            "fund a network with a node, e.g. --network local",
+            code="ephemeral_network",
+        )
+    chain = connect(settings, name, rpc_url)
+    wei = int(amount * 10**18)
+    runtime = _runtime(settings)
+    with unit_of_work(runtime.sessions) as session:
+        addresses = relayer.wallet_addresses(session, chain)
+    for address in addresses:
+        balance = relayer.fund(chain, address, wei)
+        console.print(f"{name} {address}: {Decimal(balance) / 10**18} ETH")
 
 
 def _env_json(env: "TenantEnvironment") -> dict[str, Any]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.chain.client import Chain, connect
 from backend.chain.deploy import PlatformDeployment, deploy_platform
-from backend.kit import datadir
+from backend.kit import datadir, jobs
 from backend.kit.db import make_engine, make_sessionmaker
 from backend.kit.errors import PersError
 from backend.kit.keystore import Keystore
@@ -48,9 +48,7 @@ class Runtime:
         )
 
     def dispatch(self, job_id: uuid.UUID) -> None:
-        from backend.worker import dispatch
-
-        dispatch(job_id)
+        jobs.dispatch(job_id)  # sent the way the worker module registered
 
     def chain(self, network: str) -> Chain:
         with self._lock:

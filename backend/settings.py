@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     # Per identity from all addresses; once spent, only addresses without a failure may still try.
     signin_failures_per_identity: Positive = 100
 
+    # Serves /metrics without a credential on this port (API and worker processes), for a scraper on a
+    # private network; unset: only `GET /metrics` on the API, with the operator token.
+    metrics_port: Annotated[int, Field(gt=0, lt=65536)] | None = None
+    metrics_host: str = "127.0.0.1"
+
     max_body_bytes: Positive = 1024 * 1024  # a larger request body is refused with 413 before it is read
 
     def check_secrets(self) -> None:
@@ -237,6 +242,7 @@ FORMS = {
     "log_level": "one of debug, info, warning, error",
     "data_dir": "a directory (created when missing)",
     "relayer_key": "a private key: 64 hex digits, 0x optional",
+    "metrics_port": "a TCP port (1-65535)",
 }
 CHECKS = {"int_parsing": "a whole number above 0", "greater_than": "a whole number above 0"}
 

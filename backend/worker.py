@@ -60,6 +60,9 @@ def dispatch(job_id: uuid.UUID) -> None:
         log.warning("job.dispatch_failed", job_id=str(job_id), error=type(exc).__name__)
 
 
+jobs.use_dispatcher(dispatch)
+
+
 def sweep_once() -> int:
     """Resends stale jobs (returns how many) and drops sign-in nonces that expired a day ago."""
     runtime = runtime_module.current()

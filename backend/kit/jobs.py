@@ -2,22 +2,33 @@
 
 A handler gets the process runtime and the job's payload and opens its own short units of work:
 it never holds a database transaction open while it waits for the chain. A handler that cannot
-proceed yet raises `RetryLater`; the job stays pending and runs again."""
+proceed yet raises `RetryLater`; the job stays pending and runs again.
+
+The kit knows nothing above it: it takes any runtime with `sessions`, and the worker registers how a
+job's message is sent (`use_dispatcher`)."""
 
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
+from sqlalchemy.orm import Session, sessionmaker
 
 from backend.kit.db import unit_of_work, utcnow
 from backend.kit.outbox import OutboxMessage
 
-if TYPE_CHECKING:
-    from backend.runtime import Runtime
+
+class JobRuntime(Protocol):
+    """What `run` needs of the process runtime (`backend.runtime.Runtime` is one)."""
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
 
 Handler = Callable[..., None]
+Dispatcher = Callable[[uuid.UUID], None]
 _handlers: dict[str, Handler] = {}
+_dispatcher: list[Dispatcher] = []
 log = structlog.get_logger()
 
 
@@ -35,7 +46,18 @@ def job(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def run(runtime: "Runtime", job_id: uuid.UUID) -> None:
+def use_dispatcher(dispatcher: Dispatcher) -> None:
+    """Sets how a committed job's message is sent (the worker module registers Celery's on import)."""
+    _dispatcher[:] = [dispatcher]
+
+
+def dispatch(job_id: uuid.UUID) -> None:
+    if not _dispatcher:
+        raise RuntimeError("no job dispatcher registered: import backend.worker first")
+    _dispatcher[0](job_id)
+
+
+def run(runtime: JobRuntime, job_id: uuid.UUID) -> None:
     """Runs one outbox job unless it already completed; marks it completed when the handler returns."""
     with unit_of_work(runtime.sessions) as session:
         message = session.get(OutboxMessage, job_id)

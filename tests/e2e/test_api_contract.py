@@ -63,9 +63,11 @@ def scheme(kind: str) -> str | None:
 
 
 def refused(response: Any) -> bool:
-    """Turned away for who is calling (not for what it asked)."""
-    code = response.json().get("error", {}).get("code")
-    return response.status_code == 401 or (response.status_code == 403 and code == "forbidden")
+    """Turned away for who is calling (not for what it asked). Only errors are read as JSON: an answer
+    may be text (`/metrics`)."""
+    if response.status_code == 401:
+        return True
+    return response.status_code == 403 and response.json().get("error", {}).get("code") == "forbidden"
 
 
 def test_openapi_lists_exactly_the_credentials_each_route_accepts(

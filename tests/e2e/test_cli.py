@@ -269,6 +269,8 @@ COMMANDS = [
     ["chain", "deploy", "--network", "local"],
     ["contracts", "build", "--check"],
     ["bench", "gas"],
+    ["relayer", "status"],
+    ["relayer", "fund", "--network", "local"],
 ]
 BAD = [
     ("PERS_SIWE_DOMAINS", '["app.example.com"'),

@@ -536,6 +536,8 @@ def users_search(sweep: Sweep, cred: Cred) -> list[Call]:
 SAMPLES: dict[RouteKey, Sampler] = {
     ("GET", "/healthz"): one(),
     ("GET", "/readyz"): one(),
+    ("GET", "/metrics"): one(),
+    ("GET", "/v1/relayer/status"): one(),
     ("POST", "/v1/auth/siwe/nonce"): one(),
     ("POST", "/v1/auth/token"): token_calls,
     ("POST", "/v1/auth/refresh"): refresh_calls,

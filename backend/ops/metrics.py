@@ -1,0 +1,151 @@
+"""Prometheus metrics.
+
+Two kinds, for processes that may run many times on many machines:
+- Events counted where they happen (HTTP requests in the API; operation latency and gas used in the
+  worker that sees the receipt): process-local instruments in `REGISTRY`. Prometheus scrapes each
+  process and sums across instances (`sum without(instance)`).
+- State (outbox and relay queues, relayer balances and nonces): computed on scrape from the database and
+  the chain by `StateCollector`, so every API process reports the same truth and nothing goes stale when
+  a worker dies. Only API processes serve them; a worker's metrics port serves its events alone."""
+
+from collections.abc import Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from web3 import Web3
+
+from backend.kit.db import unit_of_work
+from backend.kit.outbox import OutboxMessage
+from backend.ops import relayer
+from backend.runtime import Runtime
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: start times Prometheus does not need
+REGISTRY = CollectorRegistry()
+HTTP_REQUESTS = Counter(
+    "pers_http_requests",
+    "HTTP requests answered, by route template and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "pers_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["method", "route"],
+    registry=REGISTRY,
+)
+OPERATION_LATENCY = Histogram(
+    "pers_relay_operation_seconds",
+    "From an operation's acceptance to its final outcome on chain.",
+    ["network", "outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+    registry=REGISTRY,
+)
+GAS_USED = Counter("pers_relay_gas_used", "Gas used by relay transactions.", ["network"], registry=REGISTRY)
+UNMATCHED = "unmatched"  # any path no route serves: one label, however many paths scanners try
+
+
+def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    template = route or UNMATCHED
+    HTTP_REQUESTS.labels(method, template, str(status)).inc()
+    HTTP_LATENCY.labels(method, template).observe(seconds)
+
+
+def observe_operation(network: str, outcome: str, seconds: float) -> None:
+    """For the relay: an operation reached `mined` or `failed` `seconds` after it was accepted."""
+    OPERATION_LATENCY.labels(network, outcome).observe(seconds)
+
+
+def add_gas_used(network: str, gas: int) -> None:
+    """For the relay: a transaction's receipt reported `gas` used."""
+    GAS_USED.labels(network).inc(gas)
+
+
+class StateCollector(Collector):
+    """Gauges read on each scrape. A dependency that cannot be read drops its gauges and sets its
+    `pers_scrape_ok` to 0, so an alert can tell "zero" from "unknown"."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ok = GaugeMetricFamily(
+            "pers_scrape_ok", "1 when the source could be read on this scrape.", labels=["source"]
+        )
+        pending = GaugeMetricFamily(
+            "pers_outbox_pending", "Jobs not yet completed, by task.", labels=["task"]
+        )
+        queue = GaugeMetricFamily("pers_relay_queue_depth", "Operations queued for the chain.")
+        oldest = GaugeMetricFamily("pers_relay_oldest_queued_seconds", "Age of the oldest queued operation.")
+        try:
+            with unit_of_work(self.runtime.sessions) as session:
+                query = (
+                    select(OutboxMessage.task, func.count())
+                    .where(OutboxMessage.completed_at.is_(None))
+                    .group_by(OutboxMessage.task)
+                )
+                for task, count in session.execute(query):
+                    pending.add_metric([task], count)
+                report = relayer.status(self.runtime, session)
+            ok.add_metric(["database"], 1)
+        except Exception:  # the database is down: report the chain alone
+            ok.add_metric(["database"], 0)
+            report = relayer.status(self.runtime, None)
+        if report.queue_depth is not None:
+            queue.add_metric([], report.queue_depth)
+        if report.oldest_queued_age_seconds is not None:
+            oldest.add_metric([], report.oldest_queued_age_seconds)
+        yield from (pending, queue, oldest, *self._wallets(report, ok), ok)
+
+    def _wallets(self, report: relayer.RelayerStatus, ok: GaugeMetricFamily) -> Iterator[GaugeMetricFamily]:
+        labels = ["network", "address"]
+        balance = GaugeMetricFamily(
+            "pers_relayer_balance_eth", "A relayer wallet's balance in ether.", labels=labels
+        )
+        chain_nonce = GaugeMetricFamily(
+            "pers_relayer_chain_nonce", "Transactions mined from the wallet.", labels=labels
+        )
+        gap = GaugeMetricFamily(
+            "pers_relayer_nonce_gap",
+            "The relay's next nonce minus the chain's (signed, not mined).",
+            labels=labels,
+        )
+        for network in report.networks:
+            ok.add_metric([f"chain:{network.network}"], 0 if network.error else 1)
+            for wallet in network.wallets:
+                key = [network.network, wallet.address]
+                balance.add_metric(key, float(Web3.from_wei(wallet.balance_wei, "ether")))
+                chain_nonce.add_metric(key, wallet.chain_nonce)
+                if wallet.nonce_gap is not None:
+                    gap.add_metric(key, wallet.nonce_gap)
+        yield from (balance, chain_nonce, gap)
+
+
+class Exposition(Collector):
+    """What a process serves: its events, plus the state gauges when it is an API process."""
+
+    def __init__(self, state: StateCollector | None) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from REGISTRY.collect()  # type: ignore[misc]
+        if self.state is not None:
+            yield from self.state.collect()
+
+
+def render(exposition: Exposition) -> bytes:
+    return generate_latest(exposition)
+
+
+def serve(exposition: Exposition, host: str, port: int) -> None:
+    """The unauthenticated metrics port (PERS_METRICS_PORT), for a scraper on a private network."""
+    start_http_server(port, addr=host, registry=exposition)
