@@ -25,13 +25,22 @@ from backend.kit.api import error_responses, known_query_parameters
 from backend.kit.body import BodyLimit
 from backend.kit.errors import PersError
 from backend.kit.types import FIELD_CODES
+from backend.relay.router import router as transactions_router
 from backend.runtime import Runtime
 from backend.tenants.router import router as tenants_router
 from backend.tokens.router import router as tokens_router
 from backend.users.router import router as users_router
 
 log = structlog.get_logger()
-ROUTERS = (auth_router, tenants_router, admins_router, businesses_router, users_router, tokens_router)
+ROUTERS = (
+    auth_router,
+    tenants_router,
+    admins_router,
+    businesses_router,
+    users_router,
+    tokens_router,
+    transactions_router,
+)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

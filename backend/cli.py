@@ -273,15 +273,17 @@ def ensure_port_free(host: str, port: int) -> None:
 @app.command("worker")
 @reports_errors
 def worker() -> None:
-    """Run the Celery worker (one job at a time: platform transactions share the relayer nonce) and the
-    outbox sweeper."""
+    """Run the Celery worker (one job at a time: platform transactions share the relayer nonce), the
+    outbox sweeper and the relay's pump (several workers share the relay's lanes and queues)."""
     import threading
 
+    from backend.relay import pump
     from backend.worker import celery_app, start_sweeper
 
-    _runtime(_production_settings("PERS_MASTER_KEY"))
+    runtime = _runtime(_production_settings("PERS_MASTER_KEY"))
     stop = threading.Event()
     start_sweeper(stop)
+    pump.start(runtime, stop)
     try:
         celery_app.worker_main(
             ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle"]

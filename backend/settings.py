@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     # Per identity from all addresses; once spent, only addresses without a failure may still try.
     signin_failures_per_identity: Positive = 100
 
+    # The relay: lane wallets (one nonce sequence each) and how many operations one transaction carries.
+    # Dev networks use funded development accounts for their lanes; others need PERS_RELAY_LANE_KEYS.
+    relay_lanes: Positive = 1
+    relay_lane_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split)] = []
+    relay_max_ops_per_tx: Positive = 300
+
     max_body_bytes: Positive = 1024 * 1024  # a larger request body is refused with 413 before it is read
 
     def check_secrets(self) -> None:
@@ -237,6 +243,7 @@ FORMS = {
     "log_level": "one of debug, info, warning, error",
     "data_dir": "a directory (created when missing)",
     "relayer_key": "a private key: 64 hex digits, 0x optional",
+    "relay_lane_keys": "private keys (64 hex digits) separated by commas",
 }
 CHECKS = {"int_parsing": "a whole number above 0", "greater_than": "a whole number above 0"}
 

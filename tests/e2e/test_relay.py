@@ -1,0 +1,172 @@
+"""The relay through the HTTP API, on `pers up`'s embedded stack and on the production processes:
+operations accepted, executed on chain and settled from the token's own logs."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3.contract import Contract
+
+from backend.chain.artifacts import abi
+from tests.platform import Platform, TenantSession, bearer, create_tenant, siwe_sign_in, wait_for
+
+
+@dataclass
+class Shop:
+    tenant: TenantSession
+    business_id: str
+    key: dict[str, str]  # the business's API-key header
+    signer: str
+    credit_id: str
+    credit: Contract
+    reward_id: str
+    rewards: Contract
+
+
+def open_shop(platform: Platform, name: str = "Relay") -> Shop:
+    client = platform.client
+    tenant = create_tenant(platform, name)
+    admin = tenant.admin_headers
+    business = client.post("/v1/businesses", json={"name": f"{name} Shop"}, headers=admin).json()
+    key = client.post(f"/v1/businesses/{business['id']}/api-keys", json={"name": "till"}, headers=admin)
+    headers = {"X-API-Key": key.json()["key"]}
+    for body in (
+        {"kind": "credit", "name": f"{name} Points", "symbol": "PTS"},
+        {"kind": "reward", "name": "Coffee", "symbol": "COF"},
+    ):
+        assert client.post("/v1/tokens", json=body, headers=admin).status_code == 202
+    tokens = wait_for(
+        lambda: client.get("/v1/tokens", headers=tenant.with_project()).json()["data"],
+        lambda ts: all(t["status"] == "active" for t in ts),
+        "token activation",
+    )
+    by_symbol = {t["symbol"]: t for t in tokens}
+    credit = platform.w3.eth.contract(address=by_symbol["PTS"]["contractAddress"], abi=abi("CreditToken"))
+    rewards = platform.w3.eth.contract(address=by_symbol["COF"]["contractAddress"], abi=abi("RewardsToken"))
+    role = credit.functions.MINTER_ROLE().call()
+    signer = business["signerAddress"]
+    wait_for(
+        lambda: (
+            credit.functions.hasRole(role, signer).call() and rewards.functions.hasRole(role, signer).call()
+        ),
+        bool,
+        "the business signer's minter role",
+    )
+    return Shop(
+        tenant,
+        business["id"],
+        headers,
+        signer,
+        by_symbol["PTS"]["id"],
+        credit,
+        by_symbol["COF"]["id"],
+        rewards,
+    )
+
+
+def settled(platform: Platform, headers: dict[str, str], op_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = wait_for(
+        lambda: platform.client.get(f"/v1/transactions/{op_id}", headers=headers).json(),
+        lambda op: op["status"] in ("mined", "failed"),
+        f"operation {op_id} settling",
+    )
+    return found
+
+
+def mint(platform: Platform, shop: Shop, to: str, amount: str, **extra: Any) -> dict[str, Any]:
+    body = {"type": "mint", "tokenId": shop.credit_id, "to": to, "amount": amount, **extra}
+    answer = platform.client.post("/v1/transactions", json=body, headers=shop.key)
+    assert answer.status_code == 202, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
+
+
+def test_a_business_mint_over_http_is_mined_and_on_chain(platform: Platform) -> None:
+    shop = open_shop(platform)
+    holder = Account.create().address
+    created = mint(platform, shop, holder, "250")
+    assert (
+        created["status"] == "queued" and created["from"] == "0x" + "00" * 20 and created["amount"] == "250"
+    )
+    done = settled(platform, shop.key, created["id"])
+    assert done["status"] == "mined", done
+    assert done["txHash"] and done["blockNumber"] and done["signer"] == shop.signer
+    assert shop.credit.functions.balanceOf(holder).call() == 250
+    listed = platform.client.get("/v1/transactions", params={"status": "mined"}, headers=shop.key).json()
+    assert [op["id"] for op in listed["data"]] == [created["id"]]
+
+
+def test_many_mints_in_a_batch_are_all_mined(platform: Platform) -> None:
+    shop = open_shop(platform, "Batch")
+    holders = [Account.create().address for _ in range(3)]
+    operations = [
+        {"type": "mint", "tokenId": shop.credit_id, "to": holders[i % 3], "amount": str(i + 1)}
+        for i in range(30)
+    ]
+    operations.append({"type": "mint", "tokenId": shop.credit_id, "to": holders[0], "amount": "0"})
+    operations.append({"type": "transfer", "tokenId": shop.credit_id, "to": holders[0], "amount": "1"})
+    answer = platform.client.post("/v1/transactions/batch", json={"operations": operations}, headers=shop.key)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert (body["accepted"], body["refused"]) == (30, 2)
+    assert [i["error"]["code"] for i in body["data"][30:]] == ["amount_out_of_range", "signature_required"]
+    for item in body["data"][:30]:
+        assert settled(platform, shop.key, item["transaction"]["id"])["status"] == "mined"
+    expected = [sum(i + 1 for i in range(30) if i % 3 == k) for k in range(3)]
+    assert [shop.credit.functions.balanceOf(h).call() for h in holders] == expected
+
+
+def test_idempotency_key_repeats_the_answer_and_refuses_another_body(platform: Platform) -> None:
+    shop = open_shop(platform, "Idem")
+    holder = Account.create().address
+    body = {"type": "mint", "tokenId": shop.credit_id, "to": holder, "amount": "7"}
+    headers = {**shop.key, "Idempotency-Key": "order-1"}
+    first = platform.client.post("/v1/transactions", json=body, headers=headers)
+    again = platform.client.post("/v1/transactions", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202 and first.json() == again.json()
+    other = platform.client.post("/v1/transactions", json={**body, "amount": "8"}, headers=headers)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
+    assert settled(platform, shop.key, first.json()["id"])["status"] == "mined"
+    assert shop.credit.functions.balanceOf(holder).call() == 7
+
+
+def test_a_prepared_transfer_signed_by_a_wallet_library_is_mined(platform: Platform) -> None:
+    shop = open_shop(platform, "Prep")
+    holder: LocalAccount = Account.create()
+    friend = Account.create().address
+    assert settled(platform, shop.key, mint(platform, shop, holder.address, "100")["id"])["status"] == "mined"
+    signed_in = siwe_sign_in(platform, shop.tenant, holder)
+    user = bearer(signed_in.json()["accessToken"])
+    move = {
+        "type": "transfer",
+        "tokenId": shop.credit_id,
+        "from": holder.address,
+        "to": friend,
+        "amount": "40",
+    }
+    prepared = platform.client.post("/v1/transactions/prepare", json=move, headers=user)
+    assert prepared.status_code == 200, prepared.text
+    typed = prepared.json()
+    signature = Account.sign_typed_data(holder.key, full_message=typed["typedData"]).signature
+    signed = {**move, "ref": typed["ref"], "deadline": typed["deadline"], "signature": "0x" + signature.hex()}
+
+    forged = Account.sign_typed_data(Account.create().key, full_message=typed["typedData"]).signature
+    refused = platform.client.post(
+        "/v1/transactions", json={**signed, "signature": "0x" + forged.hex()}, headers=user
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_signature"
+    more = platform.client.post("/v1/transactions", json={**signed, "amount": "41"}, headers=user)
+    assert more.status_code == 422 and more.json()["error"]["code"] == "invalid_signature"
+
+    accepted = platform.client.post("/v1/transactions", json=signed, headers=user)
+    assert accepted.status_code == 202, accepted.text
+    replayed = platform.client.post("/v1/transactions", json=signed, headers=user)
+    assert replayed.status_code == 409 and replayed.json()["error"]["code"] == "ref_used"
+    assert settled(platform, user, accepted.json()["id"])["status"] == "mined"
+    assert shop.credit.functions.balanceOf(holder.address).call() == 60
+    assert shop.credit.functions.balanceOf(friend).call() == 40
+    sent = platform.client.get("/v1/transactions/me", params={"role": "sender"}, headers=user).json()
+    received = platform.client.get("/v1/transactions/me", params={"role": "recipient"}, headers=user).json()
+    assert [op["id"] for op in sent["data"]] == [accepted.json()["id"]]
+    assert [op["type"] for op in received["data"]] == ["mint"]
