@@ -1,6 +1,8 @@
 """The relay through the HTTP API, on `pers up`'s embedded stack and on the production processes:
 operations accepted, executed on chain and settled from the token's own logs."""
 
+import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +11,10 @@ from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
 from backend.chain.artifacts import abi
+from backend.chain.client import Chain, dev_account
+from backend.chain.operations import Failure, SignedGroup, domain, outcomes, submit
+from backend.chain.typed_data import Domain, Operation, TokenStandard, digest, sign
+from backend.settings import Settings
 from tests.platform import Platform, TenantSession, bearer, create_tenant, siwe_sign_in, wait_for
 
 
@@ -170,3 +176,104 @@ def test_a_prepared_transfer_signed_by_a_wallet_library_is_mined(platform: Platf
     received = platform.client.get("/v1/transactions/me", params={"role": "recipient"}, headers=user).json()
     assert [op["id"] for op in sent["data"]] == [accepted.json()["id"]]
     assert [op["type"] for op in received["data"]] == ["mint"]
+
+
+def test_forged_operations_move_nothing_through_the_api_or_straight_to_the_chain(platform: Platform) -> None:
+    shop = open_shop(platform, "Forge")
+    holder: LocalAccount = Account.create()
+    thief = Account.create()
+    assert settled(platform, shop.key, mint(platform, shop, holder.address, "100")["id"])["status"] == "mined"
+    user = bearer(siwe_sign_in(platform, shop.tenant, holder).json()["accessToken"])
+    move = {"type": "transfer", "tokenId": shop.credit_id, "from": holder.address, "to": thief.address}
+    typed = platform.client.post(
+        "/v1/transactions/prepare", json={**move, "amount": "10"}, headers=user
+    ).json()
+    signed = Account.sign_typed_data(holder.key, full_message=typed["typedData"]).signature
+    good = {
+        **move,
+        "amount": "10",
+        "ref": typed["ref"],
+        "deadline": typed["deadline"],
+        "signature": "0x" + signed.hex(),
+    }
+    accepted = platform.client.post("/v1/transactions", json=good, headers=user)
+    assert settled(platform, user, accepted.json()["id"])["status"] == "mined"
+
+    chain = _chain(platform)
+    credit_domain = domain(chain, TokenStandard.CREDIT, shop.credit.address)
+    rewards_domain = domain(chain, TokenStandard.REWARDS, shop.rewards.address)
+    other_chain = Domain(
+        TokenStandard.CREDIT, credit_domain.chain_id + 1, shop.credit.address, credit_domain.name
+    )
+    deadline = int(time.time()) + 600
+
+    def group(dom: Domain, signer: str, key: bytes, op: Operation) -> SignedGroup:
+        return SignedGroup(signer, [op], deadline, sign(digest(dom, signer, [op], deadline), key))
+
+    def ref() -> bytes:
+        return secrets.token_bytes(32)
+
+    zero = "0x" + "00" * 20
+    steal = Operation(holder.address, thief.address, 50, ref())
+    forged = {
+        "mint by a non-minter": group(
+            credit_domain, thief.address, thief.key, Operation(zero, thief.address, 99, ref())
+        ),
+        "mint as the business, not signed by it": group(
+            credit_domain, shop.signer, thief.key, Operation(zero, thief.address, 99, ref())
+        ),
+        "transfer not signed by the holder": group(credit_domain, holder.address, thief.key, steal),
+        "group signed for another token": group(rewards_domain, holder.address, holder.key, steal),
+        "group signed for another chain": group(other_chain, holder.address, holder.key, steal),
+        "replayed group": SignedGroup(
+            holder.address,
+            [Operation(holder.address, thief.address, 10, bytes.fromhex(typed["ref"][2:]))],
+            int(typed["deadline"]),
+            signed,
+        ),
+    }
+    before = [shop.credit.functions.balanceOf(a).call() for a in (holder.address, thief.address)]
+    supply = shop.credit.functions.totalSupply().call()
+    submission = submit(chain, TokenStandard.CREDIT, shop.credit.address, list(forged.values()))
+    found = [o for r in submission.receipts for o in outcomes(shop.credit, r)]
+    assert [o.failure for o in found] == [
+        Failure.UNAUTHORIZED,
+        Failure.UNAUTHORIZED,
+        Failure.UNAUTHORIZED,
+        Failure.UNAUTHORIZED,
+        Failure.UNAUTHORIZED,
+        Failure.REF_USED,
+    ], list(forged)
+    assert (
+        [shop.credit.functions.balanceOf(a).call() for a in (holder.address, thief.address)]
+        == before
+        == [90, 10]
+    )
+    assert shop.credit.functions.totalSupply().call() == supply
+
+    # The same forgeries through the API: refused, nothing queued.
+    mine = platform.client.get("/v1/transactions", headers=shop.tenant.admin_headers).json()["meta"]["total"]
+    stolen = {**move, "amount": "50", "ref": typed["ref"], "deadline": typed["deadline"]}
+    for body, code in (
+        (
+            {**stolen, "signature": "0x" + forged["transfer not signed by the holder"].signature.hex()},
+            "invalid_signature",
+        ),
+        (
+            {**stolen, "signature": "0x" + forged["group signed for another token"].signature.hex()},
+            "invalid_signature",
+        ),
+        ({**good}, "ref_used"),
+        ({"type": "mint", "tokenId": shop.credit_id, "to": thief.address, "amount": "1"}, "forbidden"),
+    ):
+        answer = platform.client.post("/v1/transactions", json=body, headers=user)
+        assert answer.status_code in (403, 409, 422) and answer.json()["error"]["code"] == code, answer.text
+    after = platform.client.get("/v1/transactions", headers=shop.tenant.admin_headers).json()["meta"]["total"]
+    assert after == mine
+
+
+def _chain(platform: Platform) -> Chain:
+    """The platform's chain with its deploying relayer (a registered relayer, not one of the lanes)."""
+    settings = Settings()
+    name = "local" if platform.w3.eth.chain_id == 31337 else "embedded"
+    return Chain(platform.w3, settings.chain_config().network(name), dev_account(0))
