@@ -277,3 +277,56 @@ def _chain(platform: Platform) -> Chain:
     settings = Settings()
     name = "local" if platform.w3.eth.chain_id == 31337 else "embedded"
     return Chain(platform.w3, settings.chain_config().network(name), dev_account(0))
+
+
+def test_bad_input_is_refused_with_a_code_and_queues_nothing(platform: Platform) -> None:
+    shop = open_shop(platform, "Bad")
+    client, admin = platform.client, shop.tenant.admin_headers
+    status_token = client.post(
+        "/v1/tokens", json={"kind": "status", "name": "Gold", "symbol": "GOLD"}, headers=admin
+    ).json()
+    holder = Account.create().address
+    base = {"type": "mint", "tokenId": shop.credit_id, "to": holder, "amount": "1"}
+    gold = wait_for(
+        lambda: client.get(f"/v1/tokens/{status_token['id']}", headers=admin).json(),
+        lambda t: t["status"] == "active",
+        "the status token",
+    )
+    expired = {
+        **base,
+        "type": "transfer",
+        "from": holder,
+        "ref": "0x" + "11" * 32,
+        "deadline": "1",
+        "signature": "0x" + "22" * 65,
+    }
+    cases: list[tuple[dict[str, Any], dict[str, str], int, str]] = [
+        ({**base, "amount": "0"}, shop.key, 422, "amount_out_of_range"),
+        ({**base, "amount": str(2**256)}, shop.key, 422, "amount_out_of_range"),
+        ({**base, "amount": 5}, shop.key, 422, "amount_must_be_string"),
+        ({**base, "tokenId": "00000000-0000-0000-0000-000000000000"}, shop.key, 404, "token_not_found"),
+        (
+            {**base, "to": None, "userId": "00000000-0000-0000-0000-000000000000"},
+            shop.key,
+            404,
+            "user_not_found",
+        ),
+        ({**base, "to": "0x1234"}, shop.key, 422, "invalid_address"),
+        ({**base, "to": None}, shop.key, 422, "missing_field"),
+        ({**base, "tokenId": gold["id"], "type": "transfer", "from": holder}, shop.key, 422, "token_locked"),
+        (expired, shop.key, 422, "deadline_expired"),
+        ({**base, "type": "transfer", "from": holder}, shop.key, 422, "signature_required"),
+        (base, admin, 422, "business_required"),
+        ({**base, "bogus": 1}, shop.key, 422, "unknown_field"),
+    ]
+    for body, headers, status, code in cases:
+        answer = client.post("/v1/transactions", json=body, headers=headers)
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.json()["error"]["code"] == code, (body, answer.text)
+    too_many = {"operations": [base] * 1001}
+    answer = client.post("/v1/transactions/batch", json=too_many, headers=shop.key)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, "batch_too_large")
+    key = {**shop.key, "Idempotency-Key": "bad\x01key"}
+    answer = client.post("/v1/transactions", json=base, headers=key)
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_idempotency_key"
+    assert client.get("/v1/transactions", headers=admin).json()["meta"]["total"] == 0
