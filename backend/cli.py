@@ -122,6 +122,25 @@ def bench_gas(network: NetworkOption = None, rpc_url: RpcOption = None, as_json:
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
+@bench_app.command("relay")
+@reports_errors
+def bench_relay(
+    single: Annotated[int, typer.Option(help="Operations sent one per request.")] = 2000,
+    batch: Annotated[int, typer.Option(help="Operations sent in batches of 1,000.")] = 10_000,
+    clients: Annotated[int, typer.Option(help="Concurrent clients for the single run.")] = 32,
+    workers: Annotated[int, typer.Option(help="`pers worker` processes.")] = 1,
+    baseline: Annotated[int, typer.Option(help="Mints in the plain web3.py loop.")] = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """Operations per second from HTTP request to mined: starts its own anvil, a fresh database on the
+    local Postgres, the broker's queue, `pers api` and `pers worker`; compares with a plain web3.py loop
+    and with pre-signed groups sent straight to the node."""
+    from backend.bench import relay
+
+    result = relay.run(single, batch, clients, workers, baseline)
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

@@ -41,7 +41,7 @@ from backend.kit.db import unit_of_work, utcnow
 from backend.relay import events
 from backend.relay.lanes import open_lanes
 from backend.relay.models import Lane, Operation, RelayerTransaction
-from backend.relay.schemas import TransactionOut
+from backend.relay.schemas import record
 from backend.relay.service import chain_operation, domain_of
 from backend.runtime import Runtime
 from backend.tokens.models import TokenType
@@ -326,15 +326,40 @@ class Pump:
             if not ops:
                 return True
             contract = token(chain, self._domain(session, ops[0]).standard, record.contract_address)
-            found = {(o.signer, "0x" + o.ref.hex()): o for o in outcomes(contract, receipt)}
+            found = _outcomes(contract.address, receipt)
             share = receipt["gasUsed"] // len(ops)
             for op in ops:
-                outcome = found.get((op.signer, op.ref))
+                outcome = found.get((op.signer.lower(), op.ref))
                 if outcome is not None and outcome.failure is Failure.REF_USED:
                     outcome = _consumed_earlier(chain, contract, op) or outcome
                 op.gas_used = share
                 _apply(session, op, outcome, receipt)
         return True
+
+
+EXECUTED = bytes(Web3.keccak(text="OperationExecuted(bytes32,address)"))
+FAILED = bytes(Web3.keccak(text="OperationFailed(bytes32,address,uint8)"))
+
+
+def _outcomes(address: str, receipt: TxReceipt) -> dict[tuple[str, str], Outcome]:
+    """`operations.outcomes` by (signer, ref), read straight from the topics: the token's own logs
+    only, without the generic ABI decoder (the hot path of settling thousands of operations)."""
+    found = {}
+    for entry in receipt["logs"]:
+        topics = entry["topics"]
+        if entry["address"].lower() != address.lower() or len(topics) != 3:
+            continue
+        kind = bytes(topics[0])
+        if kind == EXECUTED:
+            failure = Failure.NONE
+        elif kind == FAILED:
+            failure = Failure(int.from_bytes(bytes(entry["data"])[-32:], "big"))
+        else:
+            continue
+        ref, signer = bytes(topics[1]), "0x" + bytes(topics[2])[-20:].hex()
+        outcome = Outcome(ref, signer, failure, bytes(entry["transactionHash"]), entry["logIndex"])
+        found[(signer, "0x" + ref.hex())] = outcome
+    return found
 
 
 def _apply(session: Session, op: Operation, outcome: Outcome | None, receipt: TxReceipt) -> None:
@@ -388,8 +413,7 @@ def _broadcast(chain: Chain, raw: bytes) -> None:
 
 
 def _notify(session: Session, op: Operation, event_type: str) -> None:
-    data = TransactionOut.model_validate(op).model_dump(mode="json", by_alias=True)
-    events.notify(session, TenantScope(op.tenant_id, op.environment), event_type, data)
+    events.notify(session, TenantScope(op.tenant_id, op.environment), event_type, record(op))
 
 
 def start(runtime: Runtime, stop: threading.Event) -> threading.Thread:

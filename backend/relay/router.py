@@ -20,7 +20,6 @@ from backend.relay.models import Operation
 from backend.relay.schemas import (
     MAX_BATCH,
     BatchCreate,
-    BatchItem,
     BatchOut,
     Movement,
     OperationStatus,
@@ -28,6 +27,7 @@ from backend.relay.schemas import (
     Prepared,
     TransactionCreate,
     TransactionOut,
+    record,
 )
 from backend.settings import Settings
 from backend.users.models import User
@@ -49,10 +49,6 @@ IdempotencyKey = Annotated[
 
 def _actor(caller: Principal) -> service.Actor:
     return service.Actor(caller.kind, caller.subject_id)
-
-
-def out(op: Operation) -> dict[str, Any]:
-    return TransactionOut.model_validate(op).model_dump(mode="json", by_alias=True)
 
 
 def _idempotent(
@@ -88,7 +84,7 @@ def create(
     settings = _settings(request)
 
     def work() -> dict[str, Any]:
-        return out(service.submit(session, settings, caller.tenant, _actor(caller), body))
+        return record(service.submit(session, settings, caller.tenant, _actor(caller), body))
 
     dumped = body.model_dump(mode="json", by_alias=True)
     return _idempotent(request, session, caller, idempotency_key, dumped, work)
@@ -108,35 +104,29 @@ def create_batch(
     settings = _settings(request)
 
     def work() -> dict[str, Any]:
-        items: list[BatchItem | None] = [None] * len(body.operations)
+        items: list[dict[str, Any] | None] = [None] * len(body.operations)
         valid: list[tuple[int, TransactionCreate]] = []
         for index, raw in enumerate(body.operations):
             try:
                 valid.append((index, TransactionCreate.model_validate(raw)))
             except ValidationError as exc:
                 first = exc.errors()[0]
-                items[index] = BatchItem(
-                    index=index,
-                    status=422,
-                    error={
-                        "code": _code(first),
-                        "message": first["msg"],
-                        "details": {"loc": list(first["loc"])},
-                    },
-                )
+                error = {
+                    "code": _code(first),
+                    "message": first["msg"],
+                    "details": {"loc": list(first["loc"])},
+                }
+                items[index] = {"index": index, "status": 422, "transaction": None, "error": error}
         results = service.submit_many(session, settings, caller.tenant, _actor(caller), [b for _, b in valid])
         for (index, _), result in zip(valid, results, strict=True):
             if isinstance(result, PersError):
                 error = {"code": result.code, "message": result.message, "details": result.details}
-                items[index] = BatchItem(index=index, status=result.status, error=error)
+                items[index] = {"index": index, "status": result.status, "transaction": None, "error": error}
             else:
-                items[index] = BatchItem(
-                    index=index, status=202, transaction=TransactionOut.model_validate(result)
-                )
+                items[index] = {"index": index, "status": 202, "transaction": record(result), "error": None}
         done = [i for i in items if i is not None]
-        accepted = sum(1 for i in done if i.status == 202)
-        answer = BatchOut(accepted=accepted, refused=len(done) - accepted, data=done)
-        return answer.model_dump(mode="json", by_alias=True)
+        accepted = sum(1 for i in done if i["status"] == 202)
+        return {"accepted": accepted, "refused": len(done) - accepted, "data": done}
 
     return _idempotent(request, session, caller, idempotency_key, body.operations, work)
 

@@ -92,3 +92,37 @@ class BatchOut(Schema):
     accepted: int
     refused: int
     data: list[BatchItem]
+
+
+def record(op: Any) -> dict[str, Any]:
+    """An operation as `GET /v1/transactions/{id}` answers it, built directly (the hot path: every
+    accepted operation and every status change), held equal to `TransactionOut` by the tests."""
+
+    def when(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+    return {
+        "id": str(op.id),
+        "type": op.type,
+        "status": op.status,
+        "tokenId": str(op.token_type_id),
+        "network": op.network,
+        "contractAddress": op.contract_address,
+        "chainTokenId": str(op.chain_token_id),
+        "from": op.from_address,
+        "to": op.to_address,
+        "amount": str(op.amount),
+        "ref": op.ref,
+        "signer": op.signer,
+        "businessId": None if op.business_id is None else str(op.business_id),
+        "senderUserId": None if op.sender_user_id is None else str(op.sender_user_id),
+        "recipientUserId": None if op.recipient_user_id is None else str(op.recipient_user_id),
+        "errorCode": op.error_code,
+        "txHash": op.tx_hash,
+        "blockNumber": op.block_number,
+        "logIndex": op.log_index,
+        "gasUsed": op.gas_used,
+        "createdAt": when(op.created_at),
+        "submittedAt": when(op.submitted_at),
+        "finishedAt": when(op.finished_at),
+    }

@@ -13,6 +13,7 @@ from backend.auth.principal import ADMIN, BUSINESS, USER, TenantScope
 from backend.businesses.models import Business
 from backend.chain.typed_data import ZERO_ADDRESS, Domain, TokenStandard, typed_data, verify
 from backend.chain.typed_data import Operation as ChainOperation
+from backend.kit.db import utcnow
 from backend.kit.errors import Conflict, NotFound, PersError
 from backend.relay.models import Operation
 from backend.relay.refs import new_ref
@@ -49,6 +50,8 @@ class _Context:
     tokens: dict[uuid.UUID, TokenType] = field(default_factory=dict)
     businesses: dict[uuid.UUID, Business] = field(default_factory=dict)
     users: dict[uuid.UUID, User] = field(default_factory=dict)
+    wallets: dict[str, User | None] = field(default_factory=dict)  # recipients' users, by address
+    linked: set[uuid.UUID] = field(default_factory=set)
 
     def token(self, token_id: uuid.UUID) -> TokenType:
         if token_id not in self.tokens:
@@ -68,6 +71,21 @@ class _Context:
                 raise NotFound("business not found", code="business_not_found")
             self.businesses[business_id] = business
         return self.businesses[business_id]
+
+    def user_by_wallet(self, address: str) -> User | None:
+        if address not in self.wallets:
+            self.wallets[address] = user_by_wallet(self.session, self.scope, address)
+        return self.wallets[address]
+
+    def prefetch_wallets(self, addresses: set[str]) -> None:
+        """One query for a batch's recipients instead of one per operation."""
+        query = select(User).where(
+            User.tenant_id == self.scope.tenant_id,
+            User.environment == self.scope.environment,
+            User.wallet_address.in_(addresses),
+        )
+        found = {u.wallet_address: u for u in self.session.scalars(query)}
+        self.wallets.update({a: found.get(a) for a in addresses})
 
     def user(self, user_id: uuid.UUID) -> User:
         if user_id not in self.users:
@@ -140,12 +158,15 @@ def submit_many(
 ) -> list[Operation | PersError]:
     """Each operation accepted or refused on its own (refusals are returned, not raised)."""
     context = _Context(session, settings, scope, actor)
+    if actor.kind == BUSINESS:
+        context.prefetch_wallets({b.to for b in bodies if b.to is not None})
     results: list[Operation | PersError] = []
-    for body in bodies:
-        try:
-            results.append(accept(context, body, flush=False))
-        except PersError as exc:
-            results.append(exc)
+    with session.no_autoflush:  # the rows go in with one flush, not one per lookup
+        for body in bodies:
+            try:
+                results.append(accept(context, body, flush=False))
+            except PersError as exc:
+                results.append(exc)
     _refuse_reused_refs(session, [r for r in results if isinstance(r, Operation)])
     session.flush()
     return results
@@ -205,9 +226,11 @@ def _draft(context: _Context, token: TokenType, body: Movement) -> Operation:
     if body.type == "mint" and body.from_ is not None:
         raise Refused("a mint has no `from`", code="invalid_value")
     if recipient is None and to != ZERO_ADDRESS and actor.kind == BUSINESS:
-        recipient = user_by_wallet(context.session, scope, to)
-    if recipient is not None and actor.kind == BUSINESS and actor.subject_id is not None:
-        link_user(context.session, scope, actor.subject_id, recipient.id)  # the business serves them
+        recipient = context.user_by_wallet(to)
+    business = actor.subject_id if actor.kind == BUSINESS else None
+    if recipient is not None and business is not None and recipient.id not in context.linked:
+        link_user(context.session, scope, business, recipient.id)  # the business serves them
+        context.linked.add(recipient.id)
     return Operation(
         id=uuid.uuid4(),
         tenant_id=scope.tenant_id,
@@ -223,6 +246,7 @@ def _draft(context: _Context, token: TokenType, body: Movement) -> Operation:
         recipient_user_id=recipient.id if recipient is not None else None,
         business_id=actor.subject_id if actor.kind == BUSINESS else body.business_id,
         status="queued",
+        created_at=utcnow(),
     )
 
 

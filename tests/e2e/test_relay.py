@@ -97,6 +97,11 @@ def test_a_business_mint_over_http_is_mined_and_on_chain(platform: Platform) -> 
     )
     done = settled(platform, shop.key, created["id"])
     assert done["status"] == "mined", done
+    # The accepted record is built by hand (the hot path): the same fields and values as GET's.
+    assert set(created) == set(done)
+    fixed = ("id", "type", "tokenId", "network", "contractAddress", "chainTokenId", "from", "to", "amount")
+    fixed += ("ref", "signer", "businessId", "senderUserId", "recipientUserId", "createdAt")
+    assert {k: created[k] for k in fixed} == {k: done[k] for k in fixed}
     assert done["txHash"] and done["blockNumber"] and done["signer"] == shop.signer
     assert shop.credit.functions.balanceOf(holder).call() == 250
     listed = platform.client.get("/v1/transactions", params={"status": "mined"}, headers=shop.key).json()
