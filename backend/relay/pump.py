@@ -9,6 +9,7 @@ that commit is it broadcast. Settling reads each receipt's own token logs per (s
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -20,8 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound
-from web3.types import TxReceipt
+from web3.exceptions import ContractCustomError, ContractLogicError
 
 from backend.auth.principal import TenantScope
 from backend.businesses.models import Business
@@ -39,6 +39,7 @@ from backend.chain.operations import (
 from backend.chain.typed_data import Domain, TokenStandard, digest, sign
 from backend.kit.db import unit_of_work, utcnow
 from backend.relay import events
+from backend.relay.encoding import as_bytes, as_int, execute_data, field
 from backend.relay.lanes import open_lanes
 from backend.relay.models import Lane, Operation, RelayerTransaction
 from backend.relay.schemas import record
@@ -144,7 +145,7 @@ class Pump:
             groups = self._groups(session, dom, ops)
             if not groups:
                 return None
-            data = contract.encode_abi("execute", args=[[g.as_abi(dom.standard) for g, _ in groups]])
+            data = execute_data(dom.standard, [g for g, _ in groups])
             call = {"from": account.address, "to": contract.address, "data": HexStr(data)}
             try:
                 estimate = chain.w3.eth.estimate_gas(call)  # type: ignore[arg-type]
@@ -166,7 +167,7 @@ class Pump:
             )
         gas = min(int(estimate * GAS_HEADROOM) + receivers * RECEIVER_GAS, chain.network.tx_gas_cap)
         max_fee, tip = chain.fees()
-        tx = {
+        tx: dict[str, Any] = {
             "type": 2,
             "chainId": chain.network.chain_id,
             "nonce": lane.next_nonce,
@@ -283,12 +284,11 @@ class Pump:
         progressed = False
         for tx_id, network, tx_hash in pending:
             chain, _ = self.chain(network)
-            try:
-                receipt = chain.w3.eth.get_transaction_receipt(HexStr(tx_hash))
-            except TransactionNotFound:
+            raw = chain.rpc("eth_getTransactionReceipt", tx_hash)
+            if raw is None:
                 self._maybe_resend(chain, tx_id)
                 continue
-            progressed |= self._record(chain, tx_id, receipt)
+            progressed |= self._record(chain, tx_id, Receipt.of(raw))
         return progressed
 
     def _maybe_resend(self, chain: Chain, tx_id: uuid.UUID) -> None:
@@ -304,7 +304,7 @@ class Pump:
         log.info("relay.resend", tx_id=str(tx_id))
         _broadcast(chain, raw)
 
-    def _record(self, chain: Chain, tx_id: uuid.UUID, receipt: TxReceipt) -> bool:
+    def _record(self, chain: Chain, tx_id: uuid.UUID, receipt: "Receipt") -> bool:
         with unit_of_work(self.runtime.sessions) as session:
             record = session.scalar(
                 select(RelayerTransaction)
@@ -320,14 +320,14 @@ class Pump:
                     )
                 )
             )
-            record.status = "mined" if receipt["status"] == 1 else "reverted"
-            record.block_number, record.gas_used = receipt["blockNumber"], receipt["gasUsed"]
+            record.status = "mined" if receipt.status == 1 else "reverted"
+            record.block_number, record.gas_used = receipt.block_number, receipt.gas_used
             record.finished_at = utcnow()
             if not ops:
                 return True
             contract = token(chain, self._domain(session, ops[0]).standard, record.contract_address)
             found = _outcomes(contract.address, receipt)
-            share = receipt["gasUsed"] // len(ops)
+            share = receipt.gas_used // len(ops)
             for op in ops:
                 outcome = found.get((op.signer.lower(), op.ref))
                 if outcome is not None and outcome.failure is Failure.REF_USED:
@@ -341,39 +341,58 @@ EXECUTED = bytes(Web3.keccak(text="OperationExecuted(bytes32,address)"))
 FAILED = bytes(Web3.keccak(text="OperationFailed(bytes32,address,uint8)"))
 
 
-def _outcomes(address: str, receipt: TxReceipt) -> dict[tuple[str, str], Outcome]:
+@dataclass(frozen=True)
+class Receipt:
+    """The parts of a raw receipt settling needs (web3's formatters cost more than the rest)."""
+
+    status: int
+    block_number: int
+    gas_used: int
+    tx_hash: str
+    logs: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> "Receipt":
+        return cls(
+            as_int(field(raw, "status")),
+            as_int(field(raw, "blockNumber")),
+            as_int(field(raw, "gasUsed")),
+            "0x" + as_bytes(field(raw, "transactionHash")).hex(),
+            list(raw["logs"]),
+        )
+
+
+def _outcomes(address: str, receipt: Receipt) -> dict[tuple[str, str], Outcome]:
     """`operations.outcomes` by (signer, ref), read straight from the topics: the token's own logs
     only, without the generic ABI decoder (the hot path of settling thousands of operations)."""
     found = {}
-    for entry in receipt["logs"]:
-        topics = entry["topics"]
-        if entry["address"].lower() != address.lower() or len(topics) != 3:
+    wanted = as_bytes(address)
+    for entry in receipt.logs:
+        topics = [as_bytes(t) for t in entry["topics"]]
+        if as_bytes(entry["address"]) != wanted or len(topics) != 3:
             continue
-        kind = bytes(topics[0])
-        if kind == EXECUTED:
+        if topics[0] == EXECUTED:
             failure = Failure.NONE
-        elif kind == FAILED:
-            failure = Failure(int.from_bytes(bytes(entry["data"])[-32:], "big"))
+        elif topics[0] == FAILED:
+            failure = Failure(int.from_bytes(as_bytes(entry["data"])[-32:], "big"))
         else:
             continue
-        ref, signer = bytes(topics[1]), "0x" + bytes(topics[2])[-20:].hex()
-        outcome = Outcome(ref, signer, failure, bytes(entry["transactionHash"]), entry["logIndex"])
-        found[(signer, "0x" + ref.hex())] = outcome
+        ref, signer = topics[1], "0x" + topics[2][-20:].hex()
+        tx_hash, index = as_bytes(field(entry, "transactionHash")), as_int(field(entry, "logIndex"))
+        found[(signer, "0x" + ref.hex())] = Outcome(ref, signer, failure, tx_hash, index)
     return found
 
 
-def _apply(session: Session, op: Operation, outcome: Outcome | None, receipt: TxReceipt) -> None:
+def _apply(session: Session, op: Operation, outcome: Outcome | None, receipt: Receipt) -> None:
     now = utcnow()
     op.finished_at = now
     if outcome is None:  # the transaction reverted: nothing ran
         op.status, op.error_code = "failed", "execution_reverted"
-        op.block_number = receipt["blockNumber"]
+        op.block_number = receipt.block_number
     else:
         op.tx_hash = HexBytes(outcome.tx_hash).to_0x_hex()
         op.log_index = outcome.log_index
-        op.block_number = (
-            receipt["blockNumber"] if op.tx_hash == receipt["transactionHash"].to_0x_hex() else None
-        )
+        op.block_number = receipt.block_number if op.tx_hash == receipt.tx_hash else None
         if outcome.failure is Failure.NONE:
             op.status, op.error_code = "mined", None
         else:
