@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     relay_lanes: Positive = 1
     relay_lane_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split)] = []
     relay_max_ops_per_tx: Positive = 300
+    # A transaction without a receipt is re-sent from its stored bytes after this many seconds (a node
+    # restart loses its mempool), and replaced with the same nonce and 25% higher fees after the other.
+    relay_resend_after: Annotated[float, Field(gt=0)] = 15.0
+    relay_replace_after: Annotated[float, Field(gt=0)] = 60.0
 
     max_body_bytes: Positive = 1024 * 1024  # a larger request body is refused with 413 before it is read
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_tester.exceptions import TransactionFailed
 from eth_typing import HexStr
 from hexbytes import HexBytes
@@ -52,7 +53,7 @@ from backend.users.service import wallet_context
 log = structlog.get_logger()
 POLL = 0.05  # seconds between looks at an idle queue
 GROUP_LIFETIME = 3600  # a platform-signed group's deadline, from signing
-RESEND_AFTER = 15.0  # a transaction without a receipt this long is re-sent from its stored bytes
+FEE_BUMP = 1.25  # a replacement pays this much more (nodes want at least 10% more for the same nonce)
 REVERTS = (ContractLogicError, ContractCustomError, TransactionFailed, ValueError)
 
 
@@ -63,10 +64,12 @@ class Pump:
         self.keys: dict[tuple[str, uuid.UUID], bytes | None] = {}
         self.domains: dict[str, Domain] = {}
         self.has_code: dict[str, bool] = {}
+        self.contracts: dict[tuple[str, str], Contract] = {}
 
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        self.open(stop)
         while not stop.is_set():
             try:
                 busy = self.step()
@@ -76,6 +79,19 @@ class Pump:
                 stop.wait(1)
             if not busy:
                 stop.wait(POLL)
+
+    def open(self, stop: threading.Event) -> None:
+        """Registers the lanes of the environments' networks and resyncs their nonces at start."""
+        settings = self.runtime.settings
+        networks = {n for n in (settings.network_for("test"), settings.network_for("live")) if n}
+        while networks and not stop.is_set():
+            try:
+                for network in sorted(networks):
+                    self.chain(network)
+                return
+            except Exception:  # the node or the database is not up yet: the pump waits for them
+                log.exception("relay.open_failed")
+                stop.wait(2)
 
     def step(self) -> bool:
         with self.runtime.sessions() as session:
@@ -140,7 +156,7 @@ class Pump:
         """The signed transaction for the oldest operations that fit, stored with them (None when
         all of them failed before a transaction)."""
         dom = self._domain(session, ops[0])
-        contract = token(chain, dom.standard, contract_address)
+        contract = self._contract(chain, dom.standard, contract_address)
         while True:
             groups = self._groups(session, dom, ops)
             if not groups:
@@ -258,6 +274,12 @@ class Pump:
             self.domains[op.contract_address] = domain_of(self.runtime.settings, token_type)
         return self.domains[op.contract_address]
 
+    def _contract(self, chain: Chain, standard: TokenStandard, address: str) -> Contract:
+        key = (chain.network.name, address)
+        if key not in self.contracts:
+            self.contracts[key] = token(chain, standard, address)
+        return self.contracts[key]
+
     def _code(self, chain: Chain, address: str) -> bool:
         if address not in self.has_code:
             self.has_code[address] = chain.has_code(address)
@@ -292,17 +314,70 @@ class Pump:
         return progressed
 
     def _maybe_resend(self, chain: Chain, tx_id: uuid.UUID) -> None:
-        with self.runtime.sessions() as session:
-            record = session.get(RelayerTransaction, tx_id)
+        """No receipt yet: after a while the stored bytes are sent again (the node may have lost them);
+        later the transaction is replaced with the same nonce and higher fees (it may be underpriced)."""
+        settings, now = self.runtime.settings, utcnow()
+        with unit_of_work(self.runtime.sessions) as session:
+            record = session.scalar(
+                select(RelayerTransaction)
+                .where(RelayerTransaction.id == tx_id, RelayerTransaction.status == "pending")
+                .with_for_update(skip_locked=True)
+            )
             if record is None or record.broadcast_at is None:
                 return
-            if (utcnow() - record.broadcast_at).total_seconds() < RESEND_AFTER:
+            age = (now - record.broadcast_at).total_seconds()
+            if age < settings.relay_resend_after:
                 return
+            newer = session.scalar(
+                select(RelayerTransaction.id).where(
+                    RelayerTransaction.lane_id == record.lane_id,
+                    RelayerTransaction.nonce == record.nonce,
+                    RelayerTransaction.created_at > record.created_at,
+                )
+            )
+            if newer is not None:
+                return  # a replacement carries this nonce now
             raw = record.raw
-            record.broadcast_at = utcnow()
-            session.commit()
-        log.info("relay.resend", tx_id=str(tx_id))
+            if (now - record.created_at).total_seconds() >= settings.relay_replace_after:
+                raw = self._replacement(session, chain, record) or raw
+            record.broadcast_at = now
+        log.info("relay.resend", tx_id=str(tx_id), replaced=raw != record.raw)
         _broadcast(chain, raw)
+
+    def _replacement(self, session: Session, chain: Chain, record: RelayerTransaction) -> bytes | None:
+        """The same transaction with fees 25% higher within the network's cap, stored before it is sent;
+        None when the fees are already at the cap (then the stored bytes go again)."""
+        lane = session.get(Lane, record.lane_id)
+        account = self.lanes.get(record.network, {}).get(lane.address) if lane else None
+        if account is None:
+            return None
+        tx = TypedTransaction.from_bytes(HexBytes(record.raw)).as_dict()
+        cap = chain.network.max_fee_gwei
+        max_fee = int(tx["maxFeePerGas"] * FEE_BUMP) + 1
+        if cap is not None:
+            max_fee = min(max_fee, Web3.to_wei(cap, "gwei"))
+        tip = min(int(tx["maxPriorityFeePerGas"] * FEE_BUMP) + 1, max_fee)
+        if max_fee <= tx["maxFeePerGas"]:
+            return None
+        fields = {k: v for k, v in tx.items() if k not in ("v", "r", "s")}
+        fields.update(maxFeePerGas=max_fee, maxPriorityFeePerGas=tip, to=Web3.to_checksum_address(tx["to"]))
+        signed = account.sign_transaction(fields)
+        session.add(
+            RelayerTransaction(
+                id=uuid.uuid4(),
+                lane_id=record.lane_id,
+                network=record.network,
+                contract_address=record.contract_address,
+                nonce=record.nonce,
+                tx_hash=signed.hash.to_0x_hex(),
+                raw=bytes(signed.raw_transaction),
+                max_fee_per_gas=max_fee,
+                max_priority_fee_per_gas=tip,
+                status="pending",
+                broadcast_at=utcnow(),
+            )
+        )
+        return bytes(signed.raw_transaction)
 
     def _record(self, chain: Chain, tx_id: uuid.UUID, receipt: "Receipt") -> bool:
         with unit_of_work(self.runtime.sessions) as session:
@@ -313,10 +388,24 @@ class Pump:
             )
             if record is None:
                 return False  # another worker settled it
+            # The transactions that shared its nonce (replaced by it, or it by them) carry the same
+            # operations: whichever was mined settles them all.
+            siblings = list(
+                session.scalars(
+                    select(RelayerTransaction).where(
+                        RelayerTransaction.lane_id == record.lane_id,
+                        RelayerTransaction.nonce == record.nonce,
+                        RelayerTransaction.id != record.id,
+                    )
+                )
+            )
+            for sibling in siblings:
+                sibling.status, sibling.finished_at = "replaced", utcnow()
+            carriers = [record.id, *(s.id for s in siblings)]
             ops = list(
                 session.scalars(
                     select(Operation).where(
-                        Operation.relayer_tx_id == record.id, Operation.status == "submitted"
+                        Operation.relayer_tx_id.in_(carriers), Operation.status == "submitted"
                     )
                 )
             )
@@ -325,14 +414,14 @@ class Pump:
             record.finished_at = utcnow()
             if not ops:
                 return True
-            contract = token(chain, self._domain(session, ops[0]).standard, record.contract_address)
+            contract = self._contract(chain, self._domain(session, ops[0]).standard, record.contract_address)
             found = _outcomes(contract.address, receipt)
             share = receipt.gas_used // len(ops)
             for op in ops:
                 outcome = found.get((op.signer.lower(), op.ref))
                 if outcome is not None and outcome.failure is Failure.REF_USED:
                     outcome = _consumed_earlier(chain, contract, op) or outcome
-                op.gas_used = share
+                op.gas_used, op.relayer_tx_id = share, record.id
                 _apply(session, op, outcome, receipt)
         return True
 
