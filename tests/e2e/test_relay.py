@@ -3,6 +3,7 @@ operations accepted, executed on chain and settled from the token's own logs."""
 
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,10 +11,15 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
+from backend.auth.principal import USER, TenantScope
 from backend.chain.artifacts import abi
 from backend.chain.client import Chain, dev_account
 from backend.chain.operations import Failure, SignedGroup, domain, outcomes, submit
 from backend.chain.typed_data import Domain, Operation, TokenStandard, digest, sign
+from backend.kit.db import unit_of_work
+from backend.relay import service
+from backend.relay.schemas import TransactionCreate
+from backend.runtime import current
 from backend.settings import Settings
 from tests.platform import Platform, TenantSession, bearer, create_tenant, siwe_sign_in, wait_for
 
@@ -335,3 +341,39 @@ def test_bad_input_is_refused_with_a_code_and_queues_nothing(platform: Platform)
     answer = client.post("/v1/transactions", json=base, headers=key)
     assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_idempotency_key"
     assert client.get("/v1/transactions", headers=admin).json()["meta"]["total"] == 0
+
+
+def test_the_service_layer_mints_and_moves_a_managed_wallet_for_other_domains(
+    embedded_platform: Platform,
+) -> None:
+    """What loyalty calls in its own unit of work (`submit_mint`), and a managed wallet's transfer,
+    signed by the platform with the user's sealed key (the user-session path of POST /v1/transactions)."""
+    platform = embedded_platform
+    shop = open_shop(platform, "Loyal")
+    member = platform.client.post("/v1/users", json={"externalId": "member-1"}, headers=shop.key).json()
+    assert member["managedWallet"] is True
+    runtime, scope = current(), TenantScope(uuid.UUID(shop.tenant.id), "test")
+    with unit_of_work(runtime.sessions) as session:
+        minted = service.submit_mint(
+            session,
+            runtime.settings,
+            scope,
+            business_id=uuid.UUID(shop.business_id),
+            token_id=uuid.UUID(shop.credit_id),
+            amount=70,
+            user_id=uuid.UUID(member["id"]),
+        )
+        minted_id = str(minted.id)
+    assert settled(platform, shop.key, minted_id)["status"] == "mined"
+    friend = Account.create().address
+    move = {"type": "transfer", "token_id": shop.credit_id, "to": friend, "amount": "30"}
+    with unit_of_work(runtime.sessions) as session:
+        actor = service.Actor(USER, uuid.UUID(member["id"]))
+        moved = service.submit(
+            session, runtime.settings, scope, actor, TransactionCreate.model_validate(move)
+        )
+        moved_id, signer = str(moved.id), moved.signer
+    done = settled(platform, shop.tenant.admin_headers, moved_id)
+    assert done["status"] == "mined" and signer == member["walletAddress"], done
+    assert shop.credit.functions.balanceOf(member["walletAddress"]).call() == 40
+    assert shop.credit.functions.balanceOf(friend).call() == 30
