@@ -226,13 +226,17 @@ class Pump:
         self, session: Session, dom: Domain, ops: list[Operation]
     ) -> list[tuple[SignedGroup, list[Operation]]]:
         """One group per platform signer (signed now) and each signed-elsewhere operation alone."""
-        by_signer: dict[tuple[str, Any], list[Operation]] = {}
+        by_signer: dict[tuple[Any, ...], list[Operation]] = {}
         for op in ops:
-            key = ("external", op.id) if op.signed_by == "external" else (op.signed_by, op.signer_owner_id)
+            key = (
+                ("external", op.id)
+                if op.signed_by == "external"
+                else (op.signed_by, op.signer_owner_id, op.signer)
+            )
             by_signer.setdefault(key, []).append(op)
         deadline = int(time.time()) + GROUP_LIFETIME
         groups = []
-        for (kind, _), members in by_signer.items():
+        for (kind, *_), members in by_signer.items():
             first = members[0]
             chain_ops = [chain_operation(op) for op in members]
             if kind == "external":

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import ADMIN, BUSINESS, USER, TenantScope
@@ -167,25 +168,47 @@ def submit_many(
                 results.append(accept(context, body, flush=False))
             except PersError as exc:
                 results.append(exc)
-    _refuse_reused_refs(session, [r for r in results if isinstance(r, Operation)])
-    session.flush()
+        reused = _reused_refs(session, [r for r in results if isinstance(r, Operation)])
+    for index, result in enumerate(results):
+        if isinstance(result, Operation) and result in reused:
+            session.expunge(result)
+            results[index] = _ref_used()
+    _flush(session)
     return results
 
 
-def _refuse_reused_refs(session: Session, ops: list[Operation]) -> None:
+def _ref_used() -> Conflict:
+    return Conflict("this signed group was already submitted", code="ref_used")
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the same signed group, submitted at the same moment elsewhere
+        raise _ref_used() from exc
+
+
+def _reused_refs(session: Session, ops: list[Operation]) -> set[Operation]:
+    """The signed operations whose (token, signer, ref) is taken, or repeated among `ops` (the first
+    of a repeat goes in)."""
     signed = [op for op in ops if op.signed_by == "external"]
     if not signed:
-        return
-    keys = {(op.contract_address, op.signer, op.ref) for op in signed}
-    if len(keys) < len(signed):
-        raise Conflict("the same signed group appears twice", code="ref_used")
-    taken = session.execute(
-        select(Operation.contract_address, Operation.signer, Operation.ref).where(
-            Operation.ref.in_([op.ref for op in signed])
+        return set()
+    taken = {
+        tuple(row)
+        for row in session.execute(
+            select(Operation.contract_address, Operation.signer, Operation.ref).where(
+                Operation.ref.in_([op.ref for op in signed])
+            )
         )
-    )
-    if any(tuple(row) in keys for row in taken):
-        raise Conflict("this signed group was already submitted", code="ref_used")
+    }
+    reused = set()
+    for op in signed:
+        key = (op.contract_address, op.signer, op.ref)
+        if key in taken:
+            reused.add(op)
+        taken.add(key)
+    return reused
 
 
 def accept(context: _Context, body: TransactionCreate, *, flush: bool = True) -> Operation:
@@ -195,11 +218,11 @@ def accept(context: _Context, body: TransactionCreate, *, flush: bool = True) ->
         _take_signature(context, token, op, body)
     else:
         _platform_signer(context, op, body)
-    if flush:
-        _refuse_reused_refs(context.session, [op])
+    if flush and _reused_refs(context.session, [op]):
+        raise _ref_used()
     context.session.add(op)
     if flush:
-        context.session.flush()
+        _flush(context.session)
     return op
 
 

@@ -180,9 +180,20 @@ def test_a_prepared_transfer_signed_by_a_wallet_library_is_mined(platform: Platf
     assert accepted.status_code == 202, accepted.text
     replayed = platform.client.post("/v1/transactions", json=signed, headers=user)
     assert replayed.status_code == 409 and replayed.json()["error"]["code"] == "ref_used"
+    # In a batch, the replayed group alone is refused.
+    extra = {"type": "mint", "tokenId": shop.credit_id, "to": friend, "amount": "2"}
+    batch = platform.client.post(
+        "/v1/transactions/batch", json={"operations": [signed, extra]}, headers=shop.key
+    )
+    assert [(i["status"], (i["error"] or {}).get("code")) for i in batch.json()["data"]] == [
+        (409, "ref_used"),
+        (202, None),
+    ]
     assert settled(platform, user, accepted.json()["id"])["status"] == "mined"
     assert shop.credit.functions.balanceOf(holder.address).call() == 60
-    assert shop.credit.functions.balanceOf(friend).call() == 40
+    extra_id = batch.json()["data"][1]["transaction"]["id"]
+    assert settled(platform, shop.key, extra_id)["status"] == "mined"
+    assert shop.credit.functions.balanceOf(friend).call() == 42
     sent = platform.client.get("/v1/transactions/me", params={"role": "sender"}, headers=user).json()
     received = platform.client.get("/v1/transactions/me", params={"role": "recipient"}, headers=user).json()
     assert [op["id"] for op in sent["data"]] == [accepted.json()["id"]]
