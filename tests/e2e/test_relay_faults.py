@@ -1,8 +1,11 @@
 """The relay under faults, on the production processes (Postgres, the broker, anvil): a stuck
 transaction replaced with the same nonce, a dropped one re-sent, and two workers sharing the work."""
 
+import random
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -121,3 +124,73 @@ def test_two_workers_share_the_lanes_without_a_nonce_used_twice(production_platf
         second.wait(20)
         log.close()
         (PROJECT_ROOT / ".pytest-second-worker.log").unlink(missing_ok=True)
+
+
+def test_mints_end_exactly_once_while_a_worker_is_killed_and_keys_are_resent(
+    production_platform: Platform,
+) -> None:
+    """Batches under Idempotency-Keys, each sent twice, in random order, while a second worker is
+    killed with SIGKILL at random moments and restarted: every accepted operation ends mined, the
+    balances are exactly the distinct mints, and the lanes' nonces have no gap."""
+    platform = production_platform
+    assert platform.env is not None
+    shop = open_shop(platform, "Crash")
+    holders = [Account.create().address for _ in range(11)]
+    rng = random.Random(7)
+    batches = [
+        (
+            f"crash-{k}",
+            [
+                {
+                    "type": "mint",
+                    "tokenId": shop.credit_id,
+                    "to": holders[(k + i) % 11],
+                    "amount": str(1 + (k * i) % 5),
+                }
+                for i in range(50)
+            ],
+        )
+        for k in range(16)
+    ]
+    order = batches + rng.sample(batches, 8)  # duplicate submissions of the same keys
+    rng.shuffle(order)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "worker"],
+            env=platform.env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    worker = start()
+    answers: dict[str, list[str]] = {}
+    try:
+        for n, (key, operations) in enumerate(order):
+            headers = {**shop.key, "Idempotency-Key": key}
+            answer = platform.client.post(
+                "/v1/transactions/batch", json={"operations": operations}, headers=headers
+            )
+            assert answer.status_code == 202, answer.text
+            ids = [item["transaction"]["id"] for item in answer.json()["data"]]
+            assert answers.setdefault(key, ids) == ids  # the same key answers the same ids
+            if n % 4 == rng.randrange(4):
+                time.sleep(rng.random() / 5)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(10)
+                worker = start()
+        for ids in answers.values():
+            for op_id in ids:
+                assert settled(platform, shop.key, op_id)["status"] == "mined"
+    finally:
+        worker.terminate()
+        worker.wait(20)
+    expected = {h: 0 for h in holders}
+    for _, operations in batches:
+        for op in operations:
+            expected[op["to"]] += int(op["amount"])
+    assert {h: shop.credit.functions.balanceOf(h).call() for h in holders} == expected
+    with database(platform) as engine, engine.connect() as connection:
+        for address, next_nonce in connection.execute(select(Lane.address, Lane.next_nonce)):
+            assert platform.w3.eth.get_transaction_count(address) == next_nonce
