@@ -1,5 +1,6 @@
 """The one door from the relay to webhooks: every status change of an operation passes here."""
 
+import threading
 from typing import Any
 
 import structlog
@@ -8,6 +9,8 @@ from sqlalchemy.orm import Session
 from backend.auth.principal import TenantScope
 
 log = structlog.get_logger()
+# Set when this process queues an operation: a pump in the same process (`pers up`) looks at once.
+queued = threading.Event()
 
 
 def notify(session: Session, scope: TenantScope, event_type: str, data: dict[str, Any]) -> None:

@@ -51,7 +51,7 @@ from backend.users.models import User
 from backend.users.service import wallet_context
 
 log = structlog.get_logger()
-POLL = 0.05  # seconds between looks at an idle queue
+POLL, IDLE_POLL = 0.05, 0.5  # seconds between looks at the queue: just after work, and when idle
 GROUP_LIFETIME = 3600  # a platform-signed group's deadline, from signing
 # Custodial credit mints have a steady cost per operation: once a large enough transaction of them has
 # been mined on a contract, the next ones are sized from it (with headroom) instead of asking the node
@@ -76,6 +76,7 @@ class Pump:
 
     def run(self, stop: threading.Event) -> None:
         self.open(stop)
+        pause = POLL
         while not stop.is_set():
             try:
                 busy = self.step()
@@ -83,8 +84,13 @@ class Pump:
                 log.exception("relay.step_failed")
                 busy = False
                 stop.wait(1)
-            if not busy:
-                stop.wait(POLL)
+            if busy:
+                pause = POLL
+                continue
+            # Idle: look less and less often, unless this process queues an operation (`pers up`).
+            events.queued.wait(pause)
+            events.queued.clear()
+            pause = min(pause * 2, IDLE_POLL)
 
     def open(self, stop: threading.Event) -> None:
         """Registers the lanes of the environments' networks and resyncs their nonces at start."""

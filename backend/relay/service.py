@@ -16,6 +16,7 @@ from backend.chain.typed_data import ZERO_ADDRESS, Domain, TokenStandard, typed_
 from backend.chain.typed_data import Operation as ChainOperation
 from backend.kit.db import utcnow
 from backend.kit.errors import Conflict, NotFound, PersError
+from backend.relay import events
 from backend.relay.models import Operation
 from backend.relay.refs import new_ref
 from backend.relay.schemas import Movement, Prepared, TransactionCreate
@@ -223,6 +224,7 @@ def accept(context: _Context, body: TransactionCreate, *, flush: bool = True) ->
     context.session.add(op)
     if flush:
         _flush(context.session)
+    events.queued.set()
     return op
 
 
