@@ -27,6 +27,7 @@ from backend.kit.errors import PersError
 from backend.kit.types import FIELD_CODES
 from backend.ops import metrics
 from backend.ops.router import router as ops_router
+from backend.relay.router import router as transactions_router
 from backend.runtime import Runtime
 from backend.tenants.router import router as tenants_router
 from backend.tokens.router import router as tokens_router
@@ -42,6 +43,7 @@ ROUTERS = (
     users_router,
     tokens_router,
     ops_router,
+    transactions_router,
 )
 
 

@@ -123,6 +123,25 @@ def bench_gas(network: NetworkOption = None, rpc_url: RpcOption = None, as_json:
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
+@bench_app.command("relay")
+@reports_errors
+def bench_relay(
+    single: Annotated[int, typer.Option(help="Operations sent one per request.")] = 2000,
+    batch: Annotated[int, typer.Option(help="Operations sent in batches of 1,000.")] = 10_000,
+    clients: Annotated[int, typer.Option(help="Concurrent clients for the single run.")] = 32,
+    workers: Annotated[int, typer.Option(help="`pers worker` processes.")] = 1,
+    baseline: Annotated[int, typer.Option(help="Mints in the plain web3.py loop.")] = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """Operations per second from HTTP request to mined: starts its own anvil, a fresh database on the
+    local Postgres, the broker's queue, `pers api` and `pers worker`; compares with a plain web3.py loop
+    and with pre-signed groups sent straight to the node."""
+    from backend.bench import relay
+
+    result = relay.run(single, batch, clients, workers, baseline)
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 relayer_app = typer.Typer(help="The relayer wallets that pay gas.", no_args_is_help=True)
@@ -289,18 +308,20 @@ def ensure_port_free(host: str, port: int) -> None:
 @app.command("worker")
 @reports_errors
 def worker() -> None:
-    """Run the Celery worker (one job at a time: platform transactions share the relayer nonce) and the
-    outbox sweeper."""
+    """Run the Celery worker (one job at a time: platform transactions share the relayer nonce), the
+    outbox sweeper and the relay's pump (several workers share the relay's lanes and queues)."""
     import threading
 
     from backend.ops.metrics import Exposition
+    from backend.relay import pump
     from backend.worker import celery_app, start_sweeper
 
     settings = _production_settings("PERS_MASTER_KEY")
-    _runtime(settings)
+    runtime = _runtime(settings)
     _metrics_port(settings, Exposition(None))  # the worker's events; state gauges come from the API
     stop = threading.Event()
     start_sweeper(stop)
+    pump.start(runtime, stop)
     try:
         celery_app.worker_main(
             ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle"]

@@ -4,6 +4,7 @@ from backend.auth.models import Admin, RefreshToken, SiweNonce
 from backend.businesses.models import ApiKey, Business
 from backend.kit.db import Base
 from backend.kit.outbox import OutboxMessage
+from backend.relay.models import Lane, Operation, RelayerTransaction, RelayRequest
 from backend.tenants.models import Tenant, TenantEnvironment
 from backend.tokens.models import TokenType
 from backend.users.models import User, UserLink
@@ -14,8 +15,12 @@ __all__ = [
     "Admin",
     "ApiKey",
     "Business",
+    "Lane",
+    "Operation",
     "OutboxMessage",
     "RefreshToken",
+    "RelayRequest",
+    "RelayerTransaction",
     "SiweNonce",
     "Tenant",
     "TenantEnvironment",

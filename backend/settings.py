@@ -125,6 +125,16 @@ class Settings(BaseSettings):
     metrics_port: Annotated[int, Field(gt=0, lt=65536)] | None = None
     metrics_host: str = "127.0.0.1"
 
+    # The relay: lane wallets (one nonce sequence each) and how many operations one transaction carries.
+    # Dev networks use funded development accounts for their lanes; others need PERS_RELAY_LANE_KEYS.
+    relay_lanes: Positive = 1
+    relay_lane_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split)] = []
+    relay_max_ops_per_tx: Positive = 300
+    # A transaction without a receipt is re-sent from its stored bytes after this many seconds (a node
+    # restart loses its mempool), and replaced with the same nonce and 25% higher fees after the other.
+    relay_resend_after: Annotated[float, Field(gt=0)] = 15.0
+    relay_replace_after: Annotated[float, Field(gt=0)] = 60.0
+
     max_body_bytes: Positive = 1024 * 1024  # a larger request body is refused with 413 before it is read
 
     def check_secrets(self) -> None:
@@ -243,6 +253,7 @@ FORMS = {
     "data_dir": "a directory (created when missing)",
     "relayer_key": "a private key: 64 hex digits, 0x optional",
     "metrics_port": "a TCP port (1-65535)",
+    "relay_lane_keys": "private keys (64 hex digits) separated by commas",
 }
 CHECKS = {"int_parsing": "a whole number above 0", "greater_than": "a whole number above 0"}
 

@@ -90,7 +90,10 @@ def start_sweeper(stop: threading.Event) -> threading.Thread:
 
 
 def start_in_process(stop: threading.Event) -> list[threading.Thread]:
-    """A worker thread consuming the in-memory broker, plus the sweeper (the `pers up` mode)."""
+    """A worker thread consuming the in-memory broker, the sweeper and the relay's pump (the `pers up`
+    mode)."""
+    from backend.relay import pump
+
     worker = celery_app.WorkController(
         pool_cls="solo",
         concurrency=1,
@@ -108,4 +111,4 @@ def start_in_process(stop: threading.Event) -> list[threading.Thread]:
 
     waiter = threading.Thread(target=stopper, daemon=True)
     waiter.start()
-    return [thread, waiter, start_sweeper(stop)]
+    return [thread, waiter, start_sweeper(stop), pump.start(runtime_module.current(), stop)]

@@ -286,6 +286,8 @@ def production_platform(
             PERS_REDIS_URL=redis_url,
             PERS_NETWORK="local",
             PERS_LOCAL_RPC_URL=rpc_url,
+            PERS_RELAY_RESEND_AFTER="1",  # the relay fault tests stop and drop transactions
+            PERS_RELAY_REPLACE_AFTER="4",
             PERS_OPERATOR_TOKEN=OPERATOR_TOKEN,
             PERS_MASTER_KEY=uuid.uuid4().hex + uuid.uuid4().hex,
             PERS_JWT_SECRET=uuid.uuid4().hex,

@@ -66,7 +66,7 @@ class Chain:
             estimate = self.w3.eth.estimate_gas(tx)
         except (ContractLogicError, ContractCustomError, TransactionFailed) as exc:
             raise ChainError(f"transaction would revert: {exc}", code="execution_reverted") from exc
-        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = self._fees()
+        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = self.fees()
         if estimate > self.network.tx_gas_cap:
             raise GasCapExceeded(
                 f"transaction needs {estimate} gas, over the cap of {self.network.tx_gas_cap}",
@@ -111,7 +111,7 @@ class Chain:
             raise ChainError(f"deploying {name} created no contract")
         return address, receipt
 
-    def _fees(self) -> tuple[Wei, Wei]:
+    def fees(self) -> tuple[Wei, Wei]:
         """(maxFeePerGas, maxPriorityFeePerGas): twice the base fee plus the tip, within the network's cap."""
         base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
         tip = Web3.to_wei(self.network.max_priority_fee_gwei or 1, "gwei")

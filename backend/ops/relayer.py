@@ -1,9 +1,9 @@
 """The relayer wallets as an operator sees them: per network in use, each wallet's balance and its nonces
 (the chain's, and the relay's own next nonce where the relay tracks one), plus the relay's queue.
 
-The relay's lanes and queue come through `RelayView`, a protocol of this module: `relay_view()` is the
-one place that names the implementation. Without one, the wallet is the relayer key from the settings
-and the local nonce and queue are unknown (null)."""
+The wallets are the platform's relayer (the settings' key: deploys and role grants) and the relay's lanes,
+which come with the queue through `RelayView`, a protocol of this module: `relay_view()` is the one place
+that names the implementation (`backend.relay.lanes`; tests may put another in its place)."""
 
 from collections.abc import Sequence
 from typing import Protocol
@@ -51,10 +51,13 @@ def use_relay_view(view: RelayView | None) -> None:
     _views[:] = [] if view is None else [view]
 
 
-def relay_view() -> RelayView | None:
-    """The relay's lanes and queue. Merge point: return the relay's module when no override is set
-    (`from backend.relay import lanes; return lanes`)."""
-    return _views[0] if _views else None
+def relay_view() -> RelayView:
+    """The relay's lanes and queue."""
+    if _views:
+        return _views[0]
+    from backend.relay import lanes
+
+    return lanes
 
 
 class WalletStatus(Schema):
@@ -90,12 +93,11 @@ def networks_in_use(settings: Settings) -> dict[str, list[str]]:
 
 
 def wallet_addresses(session: Session | None, chain: Chain) -> dict[str, int | None]:
-    """Address → local next nonce: the relay's lanes when it has some, else the settings' relayer key."""
-    view = relay_view()
-    lanes = () if view is None or session is None else view.lanes(session, chain.network.name)
-    if not lanes:
-        return {chain.relayer.address: None}
-    return {Web3.to_checksum_address(lane.address): lane.next_nonce for lane in lanes}
+    """Address → local next nonce: the platform relayer (its nonce is the node's), then the relay's lanes."""
+    lanes = () if session is None else relay_view().lanes(session, chain.network.name)
+    wallets: dict[str, int | None] = {chain.relayer.address: None}
+    wallets.update({Web3.to_checksum_address(lane.address): lane.next_nonce for lane in lanes})
+    return wallets
 
 
 def wallet_status(chain: Chain, address: str, local_nonce: int | None) -> WalletStatus:
@@ -138,7 +140,7 @@ def status(runtime: Runtime, session: Session | None) -> RelayerStatus:
         network_status(runtime, session, n, envs) for n, envs in networks_in_use(runtime.settings).items()
     ]
     view = relay_view()
-    if view is None or session is None:
+    if session is None:
         return RelayerStatus(networks=networks, queue_depth=None, oldest_queued_age_seconds=None)
     return RelayerStatus(
         networks=networks,

@@ -100,10 +100,12 @@ def test_relayer_status_shows_the_funded_relayer_and_its_chain_nonce(platform: P
     (network,) = body["networks"]
     assert network["network"] == ("embedded" if platform.env is None else "local")
     assert network["environments"] == ["test"] and network["error"] is None
-    (wallet,) = network["wallets"]
+    wallet, *lanes = network["wallets"]  # the platform's relayer first, then the relay's lanes
     assert wallet["address"] == RELAYER and int(wallet["balanceWei"]) > 0
     assert before <= wallet["chainNonce"] <= after and wallet["chainNonce"] >= 1  # it deployed the platform
-    assert wallet["localNonce"] is None and body["queueDepth"] is None  # no relay view on this branch
+    assert wallet["localNonce"] is None  # its nonce is the node's: it sends no relayed operations
+    assert all(lane["localNonce"] >= lane["chainNonce"] for lane in lanes)
+    assert isinstance(body["queueDepth"], int)
 
 
 @dataclass
@@ -150,7 +152,7 @@ def test_pers_relayer_status_and_fund_on_anvil(production_platform: Platform) ->
     w3 = production_platform.w3
     shown = pers("relayer", "status", "--json", env=env, timeout=60)
     assert shown.returncode == 0, shown.stderr
-    (wallet,) = json.loads(shown.stdout)["networks"][0]["wallets"]
+    wallet = json.loads(shown.stdout)["networks"][0]["wallets"][0]
     assert wallet["address"] == RELAYER and int(wallet["balanceWei"]) > 0
     assert wallet["chainNonce"] <= w3.eth.get_transaction_count(RELAYER) and wallet["chainNonce"] >= 1
     table = pers("relayer", "status", env=env, timeout=60)

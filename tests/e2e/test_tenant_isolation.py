@@ -76,6 +76,7 @@ class Side:
     admin_pair: Json
     user_ids: list[str] = field(default_factory=list)
     token_ids: list[str] = field(default_factory=list)
+    transaction_ids: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)  # session tokens and the API key: never to leak
     auditor_email: str = ""
     auditor_pair: Json = field(default_factory=dict)
@@ -88,6 +89,7 @@ class Side:
             "key_id": self.key_ids,
             "token_id": self.token_ids,
             "user_id": self.user_ids,
+            "transaction_id": self.transaction_ids,
         }
 
 
@@ -189,6 +191,8 @@ def set_up_beta(platform: Platform) -> Side:
         )
     )
     b.auditor_pair, b.auditor_headers = pair, bearer(pair["accessToken"])
+    body = {"kind": "credit", "name": "Beta Points", "symbol": "BETAPTS"}
+    b.token_ids.append(ok(client.post("/v1/tokens", json=body, headers=b.tenant.admin_headers), 202)["id"])
     return b
 
 
@@ -586,8 +590,34 @@ SAMPLES: dict[RouteKey, Sampler] = {
     ],
     ("GET", "/v1/tokens"): one(),
     ("GET", "/v1/tokens/{token_id}"): one(),
+    # A's token named in B's token moves: not found, nothing queued in A; B's own token works.
+    ("POST", "/v1/transactions/prepare"): lambda s, c: [
+        Call(body=move(s, s.a, "transfer")),
+        Call(body=move(s, s.b, "transfer")),
+    ],
+    ("POST", "/v1/transactions"): lambda s, c: [
+        Call(body=move(s, s.a, "mint")),
+        Call(body=move(s, s.a, "mint"), headers={"Idempotency-Key": f"k-{s.fresh()}"}),
+        Call(body=move(s, s.b, "mint")),
+    ],
+    ("POST", "/v1/transactions/batch"): lambda s, c: [
+        Call(body={"operations": [move(s, s.a, "mint"), move(s, s.b, "mint")]})
+    ],
+    ("GET", "/v1/transactions"): lambda s, c: [
+        Call(),
+        Call(query={"participantAddress": s.a.wallet.address}),
+        Call(query={"tokenId": s.a.token_ids[0]}),
+    ],
+    ("GET", "/v1/transactions/me"): lambda s, c: [Call(), Call(query={"role": "recipient"})],
+    ("GET", "/v1/transactions/{transaction_id}"): one(),
     ("PATCH", "/v1/tokens/{token_id}"): one({"metadataUri": "ipfs://hijacked/{id}"}),
 }
+
+
+def move(sweep: Sweep, owner: Side, kind: str) -> Json:
+    """A movement of `owner`'s first token to B's wallet (a transfer from `owner`'s wallet)."""
+    body = {"type": kind, "tokenId": owner.token_ids[0], "to": sweep.b.wallet.address, "amount": "1"}
+    return body if kind == "mint" else {**body, "from": owner.wallet.address}
 
 
 def credentials(platform: Platform, a: Side, b: Side) -> list[Cred]:
@@ -619,6 +649,10 @@ def test_no_route_gives_another_tenant_access(platform: Platform) -> None:
     a = set_up_alpha(platform)
     b = set_up_beta(platform)
     wait_until_settled(platform, a)
+    wait_until_settled(platform, b)
+    mint = {"type": "mint", "tokenId": a.token_ids[0], "to": a.wallet.address, "amount": "5"}
+    created = ok(client.post("/v1/transactions", json=mint, headers={"X-API-Key": a.api_key}), 202)
+    a.transaction_ids.append(created["id"])
     before = snapshot(platform, a)
 
     sweep = Sweep(platform, a, b, before)

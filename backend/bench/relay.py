@@ -1,0 +1,411 @@
+"""`pers bench relay`: operations per second from HTTP request to `mined`, on the production processes
+(`pers api`, `pers worker`) over a fresh database, the real broker and an anvil of its own, against a
+plain web3.py loop and against the node's own limit (pre-signed groups sent straight to it)."""
+
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from eth_account import Account
+from eth_typing import HexStr
+from web3 import Web3
+
+from backend.chain import operations, typed_data
+from backend.chain.client import Chain, connect, dev_account
+from backend.chain.deploy import (
+    ContractKind,
+    CreditSpec,
+    create_tenant_contracts,
+    deploy_platform,
+    tenant_key,
+)
+from backend.chain.operations import SignedGroup
+from backend.chain.typed_data import ZERO_ADDRESS, Operation, TokenStandard
+from backend.kit.errors import PersError
+from backend.settings import PROJECT_ROOT, Settings
+
+ANVIL = PROJECT_ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+PASSWORD = "bench password of the relay"
+LIMITS = {
+    name: "1000000"
+    for name in (
+        "RATE_LIMIT_PER_KEY",
+        "RATE_LIMIT_PER_ADDRESS",
+        "RATE_LIMIT_AUTH_FAILURES",
+        "RATE_LIMIT_SIGNIN_PER_ADDRESS",
+        "SIGNIN_FAILURES_PER_ADDRESS",
+    )
+}
+GROUP = 300  # operations per pre-signed group in the chain-limit run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(check: Any, what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise PersError(f"bench: {what} did not happen", code="bench_failed")
+        time.sleep(0.05)
+
+
+@contextmanager
+def _anvil() -> Iterator[str]:
+    binary = str(ANVIL) if ANVIL.exists() else shutil.which("anvil")
+    if binary is None:
+        raise PersError("anvil not found: run `npm ci` in contracts/", code="bench_failed")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--silent"], stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: Web3(Web3.HTTPProvider(url)).is_connected(), "anvil start", 30)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def _database(server: str) -> Iterator[str]:
+    import psycopg
+
+    name = f"pers_bench_{uuid.uuid4().hex[:10]}"
+    admin = server.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def _processes(env: dict[str, str], port: int, workers: int, logs: Path) -> Iterator[None]:
+    pers = [sys.executable, "-m", "backend.cli"]
+    upgrade = subprocess.run(
+        [*pers, "db", "upgrade"], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+    if upgrade.returncode:
+        raise PersError(f"bench: pers db upgrade failed: {upgrade.stderr[-500:]}", code="bench_failed")
+    commands = [("api", [*pers, "api", "--port", str(port)])]
+    commands += [(f"worker{i}", [*pers, "worker"]) for i in range(workers)]
+    procs = []
+    try:
+        for name, command in commands:
+            out = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+            procs.append((subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out), out))
+        _wait(lambda: _reachable(port), "pers api start", 60)
+        yield
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, out in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            out.close()
+
+
+def _reachable(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class _Shop:
+    """A tenant, a business with a key, and two active credits (one per run), set up over HTTP."""
+
+    def __init__(self, client: httpx.Client, operator: str, w3: Web3) -> None:
+        slug = f"bench-{uuid.uuid4().hex[:8]}"
+        created = client.post(
+            "/v1/tenants",
+            json={
+                "name": "Bench",
+                "slug": slug,
+                "adminEmail": f"o@{slug}.example",
+                "adminPassword": PASSWORD,
+            },
+            headers={"Authorization": f"Bearer {operator}"},
+        ).raise_for_status()
+        project = next(e["projectKey"] for e in created.json()["environments"] if e["environment"] == "test")
+        token = client.post(
+            "/v1/auth/token",
+            json={"authType": "admin", "email": f"o@{slug}.example", "password": PASSWORD},
+            headers={"X-Project-Key": project},
+        ).raise_for_status()
+        admin = {"Authorization": f"Bearer {token.json()['accessToken']}"}
+        business = (
+            client.post("/v1/businesses", json={"name": "Bench"}, headers=admin).raise_for_status().json()
+        )
+        key = client.post(
+            f"/v1/businesses/{business['id']}/api-keys", json={"name": "bench"}, headers=admin
+        ).raise_for_status()
+        self.key = {"X-API-Key": key.json()["key"]}
+        self.tokens: list[str] = []
+        for symbol in ("SINGLE", "BATCH"):
+            body = {"kind": "credit", "name": symbol.title(), "symbol": symbol}
+            self.tokens.append(
+                client.post("/v1/tokens", json=body, headers=admin).raise_for_status().json()["id"]
+            )
+
+        def active() -> list[dict[str, Any]] | None:
+            listed: list[dict[str, Any]] = client.get("/v1/tokens", headers=admin).json()["data"]
+            return listed if all(t["status"] == "active" for t in listed) else None
+
+        contracts = [t["contractAddress"] for t in _wait(active, "token activation")]
+        signer = business["signerAddress"]
+        abi = [
+            {"name": "MINTER_ROLE", "type": "function", "inputs": [], "outputs": [{"type": "bytes32"}]},
+            {
+                "name": "hasRole",
+                "type": "function",
+                "inputs": [{"type": "bytes32"}, {"type": "address"}],
+                "outputs": [{"type": "bool"}],
+            },
+        ]
+        tokens = [w3.eth.contract(address=a, abi=abi) for a in contracts]
+        role = tokens[0].functions.MINTER_ROLE().call()
+        _wait(lambda: all(t.functions.hasRole(role, signer).call() for t in tokens), "minter role")
+
+
+def _mined(client: httpx.Client, key: dict[str, str], token_id: str) -> int:
+    query: dict[str, str | int] = {"status": "mined", "tokenId": token_id, "limit": 1}
+    return int(client.get("/v1/transactions", params=query, headers=key).json()["meta"]["total"])
+
+
+def _settle_times(client: httpx.Client, key: dict[str, str], token_id: str) -> dict[str, float]:
+    done: dict[str, float] = {}
+    page = 1
+    while True:
+        query: dict[str, str | int] = {"tokenId": token_id, "limit": 200, "page": page}
+        data = client.get("/v1/transactions", params=query, headers=key).json()["data"]
+        for op in data:
+            if op["finishedAt"]:
+                done[op["id"]] = datetime.fromisoformat(op["finishedAt"]).timestamp()
+        if len(data) < 200:
+            return done
+        page += 1
+
+
+async def _post_all(
+    base: str, path: str, bodies: list[Any], key: dict[str, str], clients: int
+) -> dict[str, float]:
+    """Sends every body with `clients` concurrent connections; the send time of each accepted id."""
+    sent: dict[str, float] = {}
+    queue = list(reversed(bodies))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, headers=key, limits=limits, timeout=120) as client:
+
+        async def worker() -> None:
+            while queue:
+                body = queue.pop()
+                started = time.time()
+                answer = await client.post(path, json=body)
+                if answer.status_code != 202:
+                    raise PersError(f"bench: {path} answered {answer.status_code}: {answer.text[:200]}")
+                found = answer.json()
+                for item in found.get("data", [found]):
+                    op = item.get("transaction", item)
+                    sent[op["id"]] = started
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return sent
+
+
+def _relay_run(
+    client: httpx.Client,
+    base: str,
+    key: dict[str, str],
+    token_id: str,
+    path: str,
+    bodies: list[Any],
+    clients: int,
+) -> tuple[float, list[float]]:
+    count = sum(len(b["operations"]) if "operations" in b else 1 for b in bodies)
+    started = time.time()
+    sent = asyncio.run(_post_all(base, path, bodies, key, clients))
+    _wait(lambda: _mined(client, key, token_id) >= count, "every operation mined", 600)
+    elapsed = time.time() - started
+    finished = _settle_times(client, key, token_id)
+    latencies = [(finished[i] - t) * 1000 for i, t in sent.items() if i in finished]
+    return count / elapsed, latencies
+
+
+def _chain_side(rpc_url: str, data_dir: Path, baseline_ops: int, limit_ops: int) -> tuple[float, float]:
+    """The plain web3.py loop and the pre-signed limit, on contracts of their own on the same node."""
+    settings = Settings(data_dir=data_dir, rpc_url=rpc_url, relayer_key=None, master_key=None)
+    chain = connect(settings, "local", rpc_url)
+    relayer = dev_account(7)  # not the platform's relayer nor a lane: no nonce shared with the processes
+    chain = Chain(chain.w3, chain.network, relayer)
+    factory_chain = Chain(chain.w3, chain.network, dev_account(0))
+    factory = deploy_platform(factory_chain, data_dir / "bench-factory.json").contracts["TokenFactory"]
+    from backend.chain.deploy import register_relayer
+
+    register_relayer(factory_chain, factory, relayer.address)
+    minter = Account.create()
+    created, _ = create_tenant_contracts(
+        factory_chain,
+        factory,
+        tenant_key(f"bench-{uuid.uuid4().hex[:6]}", "test"),
+        dev_account(1).address,
+        [minter.address],
+        "",
+        (CreditSpec(bytes(32), "Bench", "BENCH"),),
+    )
+    credit = created[ContractKind.CREDIT][0]
+    dom = operations.domain(chain, TokenStandard.CREDIT, credit)
+    contract = operations.token(chain, TokenStandard.CREDIT, credit)
+    deadline = int(time.time()) + 3600
+    namespace, sequence = secrets.randbits(128), iter(range(10**9))
+    holders = [Account.create().address for _ in range(50)]
+
+    def group(size: int) -> SignedGroup:
+        ops = [
+            Operation(
+                ZERO_ADDRESS, holders[i % len(holders)], 1, typed_data.make_ref(namespace, next(sequence))
+            )
+            for i in range(size)
+        ]
+        signature = typed_data.sign(typed_data.digest(dom, minter.address, ops, deadline), minter.key)
+        return SignedGroup(minter.address, ops, deadline, signature)
+
+    w3 = chain.w3
+    started = time.time()
+    for _ in range(baseline_ops):  # build (with its gas estimate), sign, send, wait: one mint each
+        tx = contract.functions.execute([group(1).as_abi(TokenStandard.CREDIT)]).build_transaction(
+            {"from": relayer.address, "nonce": w3.eth.get_transaction_count(relayer.address)}
+        )
+        signed = relayer.sign_transaction(tx)  # type: ignore[arg-type]
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_raw_transaction(signed.raw_transaction), poll_latency=0.01
+        )
+    baseline = baseline_ops / (time.time() - started)
+
+    transactions = max(1, limit_ops // GROUP)
+    probe = contract.encode_abi("execute", args=[[group(GROUP).as_abi(TokenStandard.CREDIT)]])
+    gas = int(
+        w3.eth.estimate_gas({"from": relayer.address, "to": contract.address, "data": HexStr(probe)}) * 1.2
+    )
+    max_fee, tip = chain.fees()
+    nonce = w3.eth.get_transaction_count(relayer.address)
+    raws = []
+    for i in range(transactions):
+        data = contract.encode_abi("execute", args=[[group(GROUP).as_abi(TokenStandard.CREDIT)]])
+        presigned: dict[str, Any] = {
+            "type": 2,
+            "chainId": chain.network.chain_id,
+            "nonce": nonce + i,
+            "to": contract.address,
+            "data": data,
+            "gas": gas,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": tip,
+            "value": 0,
+        }
+        raws.append(relayer.sign_transaction(presigned).raw_transaction)
+    started = time.time()
+    hashes = [w3.eth.send_raw_transaction(raw) for raw in raws]
+    for tx_hash in hashes:
+        w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01)
+    limit = transactions * GROUP / (time.time() - started)
+    return baseline, limit
+
+
+def run(
+    single: int = 2000, batch: int = 10_000, clients: int = 32, workers: int = 1, baseline: int = 200
+) -> dict[str, Any]:
+    database = os.environ.get(
+        "PERS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    )
+    broker = os.environ.get("PERS_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    with ExitStack() as stack:
+        rpc_url = stack.enter_context(_anvil())
+        db_url = stack.enter_context(_database(database))
+        data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pers-bench-")))
+        port, operator = free_port(), "op_bench_" + secrets.token_hex(24)
+        queue = f"pers-bench-{uuid.uuid4().hex[:8]}"
+        env = {
+            **os.environ,
+            "PERS_DATA_DIR": str(data),
+            "PERS_DATABASE_URL": db_url,
+            "PERS_BROKER_URL": broker,
+            "PERS_QUEUE": queue,
+            "PERS_NETWORK": "local",
+            "PERS_LOCAL_RPC_URL": rpc_url,
+            "PERS_OPERATOR_TOKEN": operator,
+            "PERS_MASTER_KEY": secrets.token_hex(32),
+            "PERS_JWT_SECRET": secrets.token_hex(32),
+            "PERS_LOG_LEVEL": "warning",
+            **{f"PERS_{name}": value for name, value in LIMITS.items()},
+        }
+        stack.enter_context(_processes(env, port, workers, data))
+        stack.callback(_delete_queue, broker, queue)
+        base = f"http://127.0.0.1:{port}"
+        client = stack.enter_context(httpx.Client(base_url=base, timeout=60))
+        w3 = Web3(Web3.HTTPProvider(rpc_url))
+        shop = _Shop(client, operator, w3)
+        holders = [Account.create().address for _ in range(100)]
+
+        def mint(token: str, i: int) -> dict[str, str]:
+            return {"type": "mint", "tokenId": token, "to": holders[i % len(holders)], "amount": "1"}
+
+        single_bodies = [mint(shop.tokens[0], i) for i in range(single)]
+        single_rate, latencies = _relay_run(
+            client, base, shop.key, shop.tokens[0], "/v1/transactions", single_bodies, clients
+        )
+        batches = [
+            {"operations": [mint(shop.tokens[1], i) for i in range(start, min(start + 1000, batch))]}
+            for start in range(0, batch, 1000)
+        ]
+        batch_rate, _ = _relay_run(
+            client, base, shop.key, shop.tokens[1], "/v1/transactions/batch", batches, 4
+        )
+        baseline_rate, limit_rate = _chain_side(rpc_url, data, baseline, batch)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return {
+        "single_ops_per_s": round(single_rate, 1),
+        "batch_ops_per_s": round(batch_rate, 1),
+        "baseline_ops_per_s": round(baseline_rate, 1),
+        "chain_limit_ops_per_s": round(limit_rate, 1),
+        "single_p50_ms": round(quantiles[49], 1),
+        "single_p99_ms": round(quantiles[98], 1),
+        "single_vs_baseline": round(single_rate / baseline_rate, 2),
+        "batch_vs_baseline": round(batch_rate / baseline_rate, 2),
+        "batch_vs_chain_limit": round(batch_rate / limit_rate, 3),
+        "operations": {
+            "single": single,
+            "batch": batch,
+            "baseline": baseline,
+            "clients": clients,
+            "workers": workers,
+        },
+    }
+
+
+def _delete_queue(broker: str, queue: str) -> None:
+    import kombu
+
+    with kombu.Connection(broker) as connection:  # type: ignore[attr-defined,no-untyped-call]
+        connection.default_channel.queue_delete(queue)

@@ -1,0 +1,576 @@
+"""The pump: drains queued operations per (network, contract), in order, into relayer transactions.
+
+One step per contract, in one short unit of work: lock a free lane and the oldest queued operations
+(SKIP LOCKED, so several workers share the work without sending anything twice), sign each platform
+signer's operations as one group, pack the groups under the gas cap, sign the transaction with the
+lane's next nonce and store its raw bytes and hash with the operations marked `submitted`. Only after
+that commit is it broadcast. Settling reads each receipt's own token logs per (signer, ref)."""
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from eth_tester.exceptions import TransactionFailed
+from eth_typing import HexStr
+from hexbytes import HexBytes
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError
+
+from backend.auth.principal import TenantScope
+from backend.businesses.models import Business
+from backend.businesses.service import signer_context
+from backend.chain.client import GAS_HEADROOM, Chain
+from backend.chain.operations import (
+    NOT_FINAL,
+    RECEIVER_GAS,
+    Failure,
+    Outcome,
+    SignedGroup,
+    outcomes,
+    token,
+)
+from backend.chain.typed_data import Domain, TokenStandard, digest, sign
+from backend.kit.db import unit_of_work, utcnow
+from backend.relay import events
+from backend.relay.encoding import as_bytes, as_int, execute_data, field
+from backend.relay.lanes import open_lanes
+from backend.relay.models import Lane, Operation, RelayerTransaction
+from backend.relay.schemas import record
+from backend.relay.service import chain_operation, domain_of
+from backend.runtime import Runtime
+from backend.tokens.models import TokenType
+from backend.users.models import User
+from backend.users.service import wallet_context
+
+log = structlog.get_logger()
+POLL, IDLE_POLL = 0.05, 0.5  # seconds between looks at the queue: just after work, and when idle
+GROUP_LIFETIME = 3600  # a platform-signed group's deadline, from signing
+# Custodial credit mints have a steady cost per operation: once a large enough transaction of them has
+# been mined on a contract, the next ones are sized from it (with headroom) instead of asking the node
+# to run each transaction twice (`eth_estimateGas`). One that runs out of gas consumed nothing: its
+# operations go back to the queue and the contract is estimated again.
+MODEL_MIN_OPS, MODEL_BASE, MODEL_HEADROOM = 20, 60_000, 1.5
+FEE_BUMP = 1.25  # a replacement pays this much more (nodes want at least 10% more for the same nonce)
+REVERTS = (ContractLogicError, ContractCustomError, TransactionFailed, ValueError)
+
+
+class Pump:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.lanes: dict[str, dict[str, LocalAccount]] = {}
+        self.keys: dict[tuple[str, uuid.UUID], bytes | None] = {}
+        self.domains: dict[str, Domain] = {}
+        self.has_code: dict[str, bool] = {}
+        self.contracts: dict[tuple[str, str], Contract] = {}
+        self.mint_gas: dict[str, float] = {}  # gas per custodial credit mint, by contract
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        self.open(stop)
+        pause = POLL
+        while not stop.is_set():
+            try:
+                busy = self.step()
+            except Exception:  # the pump outlives a node or database hiccup; the rows keep the state
+                log.exception("relay.step_failed")
+                busy = False
+                stop.wait(1)
+            if busy:
+                pause = POLL
+                continue
+            # Idle: look less and less often, unless this process queues an operation (`pers up`).
+            events.queued.wait(pause)
+            events.queued.clear()
+            pause = min(pause * 2, IDLE_POLL)
+
+    def open(self, stop: threading.Event) -> None:
+        """Registers the lanes of the environments' networks and resyncs their nonces at start."""
+        settings = self.runtime.settings
+        networks = {n for n in (settings.network_for("test"), settings.network_for("live")) if n}
+        while networks and not stop.is_set():
+            try:
+                for network in sorted(networks):
+                    self.chain(network)
+                return
+            except Exception:  # the node or the database is not up yet: the pump waits for them
+                log.exception("relay.open_failed")
+                stop.wait(2)
+
+    def step(self) -> bool:
+        with self.runtime.sessions() as session:
+            queues = session.execute(
+                select(Operation.network, Operation.contract_address)
+                .where(Operation.status == "queued")
+                .distinct()
+            ).all()
+        sent = any([self.pump(network, contract) for network, contract in queues])
+        settled = self.settle()
+        return sent or settled
+
+    def chain(self, network: str) -> tuple[Chain, dict[str, LocalAccount]]:
+        chain = self.runtime.chain(network)
+        if network not in self.lanes:
+            self.lanes[network] = open_lanes(self.runtime, chain)
+        return chain, self.lanes[network]
+
+    # --- sending ----------------------------------------------------------------------------------
+
+    def pump(self, network: str, contract: str) -> bool:
+        chain, accounts = self.chain(network)
+        with unit_of_work(self.runtime.sessions) as session:
+            lane = session.scalar(
+                select(Lane)
+                .where(Lane.network == network, Lane.address.in_(list(accounts)))
+                .order_by(Lane.address)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if lane is None:
+                return False  # every lane is busy with another worker
+            ops = list(
+                session.scalars(
+                    select(Operation)
+                    .where(
+                        Operation.status == "queued",
+                        Operation.network == network,
+                        Operation.contract_address == contract,
+                    )
+                    .order_by(Operation.created_at, Operation.id)
+                    .limit(self.runtime.settings.relay_max_ops_per_tx)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not ops:
+                return False
+            raw = self._send(session, chain, lane, accounts[lane.address], contract, ops)
+        if raw is not None:  # stored before broadcast: a crash from here on re-sends these bytes
+            _broadcast(chain, raw)
+        return True
+
+    def _send(
+        self,
+        session: Session,
+        chain: Chain,
+        lane: Lane,
+        account: LocalAccount,
+        contract_address: str,
+        ops: list[Operation],
+    ) -> bytes | None:
+        """The signed transaction for the oldest operations that fit, stored with them (None when
+        all of them failed before a transaction)."""
+        dom = self._domain(session, ops[0])
+        contract = self._contract(chain, dom.standard, contract_address)
+        per_op = self.mint_gas.get(contract_address) if _custodial_mints(dom, ops) else None
+        if per_op is not None:
+            ops = ops[: max(1, int((chain.network.tx_gas_cap - MODEL_BASE) / (per_op * MODEL_HEADROOM)))]
+        while True:
+            groups = self._groups(session, dom, ops)
+            if not groups:
+                return None
+            data = execute_data(dom.standard, [g for g, _ in groups])
+            if per_op is not None:
+                estimate = int((MODEL_BASE + len(ops) * per_op * MODEL_HEADROOM) / GAS_HEADROOM)
+                break
+            call = {"from": account.address, "to": contract.address, "data": HexStr(data)}
+            try:
+                estimate = chain.w3.eth.estimate_gas(call)  # type: ignore[arg-type]
+                fits = estimate <= chain.network.tx_gas_cap
+            except REVERTS as exc:
+                estimate, fits = 0, False
+                if len(ops) == 1:
+                    self._fail(session, ops, "execution_reverted")
+                    log.warning("relay.reverted", op=str(ops[0].id), error=str(exc)[:200])
+                    return None
+            if fits:
+                break
+            ops = ops[: max(1, len(ops) // 2)]  # the rest stay queued for the next transaction
+        included = [op for _, members in groups for op in members]
+        receivers = 0
+        if dom.standard is TokenStandard.REWARDS:
+            receivers = sum(
+                1 for op in included if int(op.to_address, 16) and self._code(chain, op.to_address)
+            )
+        gas = min(int(estimate * GAS_HEADROOM) + receivers * RECEIVER_GAS, chain.network.tx_gas_cap)
+        max_fee, tip = chain.fees()
+        tx: dict[str, Any] = {
+            "type": 2,
+            "chainId": chain.network.chain_id,
+            "nonce": lane.next_nonce,
+            "to": contract.address,
+            "data": data,
+            "gas": gas,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": tip,
+            "value": 0,
+        }
+        signed = account.sign_transaction(tx)
+        now = utcnow()
+        record = RelayerTransaction(
+            id=uuid.uuid4(),
+            lane_id=lane.id,
+            network=lane.network,
+            contract_address=contract.address,
+            nonce=lane.next_nonce,
+            tx_hash=signed.hash.to_0x_hex(),
+            raw=bytes(signed.raw_transaction),
+            max_fee_per_gas=int(max_fee),
+            max_priority_fee_per_gas=int(tip),
+            status="pending",
+            broadcast_at=now,
+        )
+        session.add(record)
+        session.flush()  # the operations point at it (no ORM relationship orders the inserts)
+        lane.next_nonce += 1
+        for op in included:
+            op.status, op.relayer_tx_id, op.tx_hash, op.submitted_at = (
+                "submitted",
+                record.id,
+                record.tx_hash,
+                now,
+            )
+            _notify(session, op, "transaction.submitted")
+        return record.raw
+
+    def _groups(
+        self, session: Session, dom: Domain, ops: list[Operation]
+    ) -> list[tuple[SignedGroup, list[Operation]]]:
+        """One group per platform signer (signed now) and each signed-elsewhere operation alone."""
+        by_signer: dict[tuple[Any, ...], list[Operation]] = {}
+        for op in ops:
+            key = (
+                ("external", op.id)
+                if op.signed_by == "external"
+                else (op.signed_by, op.signer_owner_id, op.signer)
+            )
+            by_signer.setdefault(key, []).append(op)
+        deadline = int(time.time()) + GROUP_LIFETIME
+        groups = []
+        for (kind, *_), members in by_signer.items():
+            first = members[0]
+            chain_ops = [chain_operation(op) for op in members]
+            if kind == "external":
+                assert first.deadline is not None and first.signature is not None
+                signature, group_deadline = bytes.fromhex(first.signature[2:]), first.deadline
+            else:
+                private = self._key(session, first)
+                if private is None:
+                    self._fail(session, members, "signer_unavailable")
+                    continue
+                group_deadline = deadline
+                signature = sign(digest(dom, first.signer, chain_ops, deadline), private)
+                for op in members:
+                    op.deadline = deadline
+            groups.append((SignedGroup(first.signer, chain_ops, group_deadline, signature), members))
+        return groups
+
+    def _key(self, session: Session, op: Operation) -> bytes | None:
+        """The sealed key of the operation's platform signer, if it still is that signer's."""
+        assert op.signer_owner_id is not None
+        cache_key = (op.signer, op.signer_owner_id)
+        if cache_key not in self.keys:
+            sealed, context = None, ""
+            if op.signed_by == "business":
+                business = session.get(Business, op.signer_owner_id)
+                if business is not None and business.signer_address == op.signer:
+                    sealed, context = business.signer_key_sealed, signer_context(business.id)
+            else:
+                user = session.get(User, op.signer_owner_id)
+                if user is not None and user.wallet_address == op.signer:
+                    sealed, context = user.wallet_key_sealed, wallet_context(user.id)
+            self.keys[cache_key] = self.runtime.keystore.open(sealed, context) if sealed else None
+        return self.keys[cache_key]
+
+    def _domain(self, session: Session, op: Operation) -> Domain:
+        if op.contract_address not in self.domains:
+            token_type = session.get(TokenType, op.token_type_id)
+            assert token_type is not None
+            self.domains[op.contract_address] = domain_of(self.runtime.settings, token_type)
+        return self.domains[op.contract_address]
+
+    def _contract(self, chain: Chain, standard: TokenStandard, address: str) -> Contract:
+        key = (chain.network.name, address)
+        if key not in self.contracts:
+            self.contracts[key] = token(chain, standard, address)
+        return self.contracts[key]
+
+    def _code(self, chain: Chain, address: str) -> bool:
+        if address not in self.has_code:
+            self.has_code[address] = chain.has_code(address)
+        return self.has_code[address]
+
+    def _fail(self, session: Session, ops: list[Operation], code: str) -> None:
+        now = utcnow()
+        for op in ops:
+            op.status, op.error_code, op.finished_at = "failed", code, now
+            _notify(session, op, "transaction.failed")
+
+    # --- settling ---------------------------------------------------------------------------------
+
+    def settle(self) -> bool:
+        """Reads the receipts of our pending transactions (outside any database transaction), then
+        records each operation's outcome; re-sends what the node seems to have lost."""
+        with self.runtime.sessions() as session:
+            pending = session.execute(
+                select(RelayerTransaction.id, RelayerTransaction.network, RelayerTransaction.tx_hash)
+                .where(RelayerTransaction.status == "pending")
+                .order_by(RelayerTransaction.created_at)
+                .limit(100)
+            ).all()
+        progressed = False
+        for tx_id, network, tx_hash in pending:
+            chain, _ = self.chain(network)
+            raw = chain.rpc("eth_getTransactionReceipt", tx_hash)
+            if raw is None:
+                self._maybe_resend(chain, tx_id)
+                continue
+            progressed |= self._record(chain, tx_id, Receipt.of(raw))
+        return progressed
+
+    def _maybe_resend(self, chain: Chain, tx_id: uuid.UUID) -> None:
+        """No receipt yet: after a while the stored bytes are sent again (the node may have lost them);
+        later the transaction is replaced with the same nonce and higher fees (it may be underpriced)."""
+        settings, now = self.runtime.settings, utcnow()
+        with unit_of_work(self.runtime.sessions) as session:
+            record = session.scalar(
+                select(RelayerTransaction)
+                .where(RelayerTransaction.id == tx_id, RelayerTransaction.status == "pending")
+                .with_for_update(skip_locked=True)
+            )
+            if record is None or record.broadcast_at is None:
+                return
+            age = (now - record.broadcast_at).total_seconds()
+            if age < settings.relay_resend_after:
+                return
+            newer = session.scalar(
+                select(RelayerTransaction.id).where(
+                    RelayerTransaction.lane_id == record.lane_id,
+                    RelayerTransaction.nonce == record.nonce,
+                    RelayerTransaction.created_at > record.created_at,
+                )
+            )
+            if newer is not None:
+                return  # a replacement carries this nonce now
+            raw = record.raw
+            if (now - record.created_at).total_seconds() >= settings.relay_replace_after:
+                raw = self._replacement(session, chain, record) or raw
+            record.broadcast_at = now
+        log.info("relay.resend", tx_id=str(tx_id), replaced=raw != record.raw)
+        _broadcast(chain, raw)
+
+    def _replacement(self, session: Session, chain: Chain, record: RelayerTransaction) -> bytes | None:
+        """The same transaction with fees 25% higher within the network's cap, stored before it is sent;
+        None when the fees are already at the cap (then the stored bytes go again)."""
+        lane = session.get(Lane, record.lane_id)
+        account = self.lanes.get(record.network, {}).get(lane.address) if lane else None
+        if account is None:
+            return None
+        tx = TypedTransaction.from_bytes(HexBytes(record.raw)).as_dict()
+        cap = chain.network.max_fee_gwei
+        max_fee = int(tx["maxFeePerGas"] * FEE_BUMP) + 1
+        if cap is not None:
+            max_fee = min(max_fee, Web3.to_wei(cap, "gwei"))
+        tip = min(int(tx["maxPriorityFeePerGas"] * FEE_BUMP) + 1, max_fee)
+        if max_fee <= tx["maxFeePerGas"]:
+            return None
+        fields = {k: v for k, v in tx.items() if k not in ("v", "r", "s")}
+        fields.update(maxFeePerGas=max_fee, maxPriorityFeePerGas=tip, to=Web3.to_checksum_address(tx["to"]))
+        signed = account.sign_transaction(fields)
+        session.add(
+            RelayerTransaction(
+                id=uuid.uuid4(),
+                lane_id=record.lane_id,
+                network=record.network,
+                contract_address=record.contract_address,
+                nonce=record.nonce,
+                tx_hash=signed.hash.to_0x_hex(),
+                raw=bytes(signed.raw_transaction),
+                max_fee_per_gas=max_fee,
+                max_priority_fee_per_gas=tip,
+                status="pending",
+                broadcast_at=utcnow(),
+            )
+        )
+        return bytes(signed.raw_transaction)
+
+    def _record(self, chain: Chain, tx_id: uuid.UUID, receipt: "Receipt") -> bool:
+        with unit_of_work(self.runtime.sessions) as session:
+            record = session.scalar(
+                select(RelayerTransaction)
+                .where(RelayerTransaction.id == tx_id, RelayerTransaction.status == "pending")
+                .with_for_update(skip_locked=True)
+            )
+            if record is None:
+                return False  # another worker settled it
+            # The transactions that shared its nonce (replaced by it, or it by them) carry the same
+            # operations: whichever was mined settles them all.
+            siblings = list(
+                session.scalars(
+                    select(RelayerTransaction).where(
+                        RelayerTransaction.lane_id == record.lane_id,
+                        RelayerTransaction.nonce == record.nonce,
+                        RelayerTransaction.id != record.id,
+                    )
+                )
+            )
+            for sibling in siblings:
+                sibling.status, sibling.finished_at = "replaced", utcnow()
+            carriers = [record.id, *(s.id for s in siblings)]
+            ops = list(
+                session.scalars(
+                    select(Operation).where(
+                        Operation.relayer_tx_id.in_(carriers), Operation.status == "submitted"
+                    )
+                )
+            )
+            record.status = "mined" if receipt.status == 1 else "reverted"
+            record.block_number, record.gas_used = receipt.block_number, receipt.gas_used
+            record.finished_at = utcnow()
+            if not ops:
+                return True
+            dom = self._domain(session, ops[0])
+            if receipt.status != 1 and _out_of_gas(record, receipt):
+                self.mint_gas.pop(record.contract_address, None)
+                for op in ops:  # nothing ran: queued again, estimated next time
+                    op.status, op.relayer_tx_id, op.tx_hash, op.submitted_at = "queued", None, None, None
+                return True
+            if receipt.status == 1 and len(ops) >= MODEL_MIN_OPS and _custodial_mints(dom, ops):
+                observed = receipt.gas_used / len(ops)
+                self.mint_gas[record.contract_address] = max(
+                    self.mint_gas.get(record.contract_address, 0), observed
+                )
+            contract = self._contract(chain, dom.standard, record.contract_address)
+            found = _outcomes(contract.address, receipt)
+            share = receipt.gas_used // len(ops)
+            for op in ops:
+                outcome = found.get((op.signer.lower(), op.ref))
+                if outcome is not None and outcome.failure is Failure.REF_USED:
+                    outcome = _consumed_earlier(chain, contract, op) or outcome
+                op.gas_used, op.relayer_tx_id = share, record.id
+                _apply(session, op, outcome, receipt)
+        return True
+
+
+def _custodial_mints(dom: Domain, ops: list[Operation]) -> bool:
+    return dom.standard is TokenStandard.CREDIT and all(
+        op.type == "mint" and op.signed_by == "business" for op in ops
+    )
+
+
+def _out_of_gas(record: RelayerTransaction, receipt: "Receipt") -> bool:
+    limit = TypedTransaction.from_bytes(HexBytes(record.raw)).as_dict()["gas"]
+    return bool(receipt.gas_used >= limit)
+
+
+EXECUTED = bytes(Web3.keccak(text="OperationExecuted(bytes32,address)"))
+FAILED = bytes(Web3.keccak(text="OperationFailed(bytes32,address,uint8)"))
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The parts of a raw receipt settling needs (web3's formatters cost more than the rest)."""
+
+    status: int
+    block_number: int
+    gas_used: int
+    tx_hash: str
+    logs: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> "Receipt":
+        return cls(
+            as_int(field(raw, "status")),
+            as_int(field(raw, "blockNumber")),
+            as_int(field(raw, "gasUsed")),
+            "0x" + as_bytes(field(raw, "transactionHash")).hex(),
+            list(raw["logs"]),
+        )
+
+
+def _outcomes(address: str, receipt: Receipt) -> dict[tuple[str, str], Outcome]:
+    """`operations.outcomes` by (signer, ref), read straight from the topics: the token's own logs
+    only, without the generic ABI decoder (the hot path of settling thousands of operations)."""
+    found = {}
+    wanted = as_bytes(address)
+    for entry in receipt.logs:
+        topics = [as_bytes(t) for t in entry["topics"]]
+        if as_bytes(entry["address"]) != wanted or len(topics) != 3:
+            continue
+        if topics[0] == EXECUTED:
+            failure = Failure.NONE
+        elif topics[0] == FAILED:
+            failure = Failure(int.from_bytes(as_bytes(entry["data"])[-32:], "big"))
+        else:
+            continue
+        ref, signer = topics[1], "0x" + topics[2][-20:].hex()
+        tx_hash, index = as_bytes(field(entry, "transactionHash")), as_int(field(entry, "logIndex"))
+        found[(signer, "0x" + ref.hex())] = Outcome(ref, signer, failure, tx_hash, index)
+    return found
+
+
+def _apply(session: Session, op: Operation, outcome: Outcome | None, receipt: Receipt) -> None:
+    now = utcnow()
+    op.finished_at = now
+    if outcome is None:  # the transaction reverted: nothing ran
+        op.status, op.error_code = "failed", "execution_reverted"
+        op.block_number = receipt.block_number
+    else:
+        op.tx_hash = HexBytes(outcome.tx_hash).to_0x_hex()
+        op.log_index = outcome.log_index
+        op.block_number = receipt.block_number if op.tx_hash == receipt.tx_hash else None
+        if outcome.failure is Failure.NONE:
+            op.status, op.error_code = "mined", None
+        else:
+            op.status, op.error_code = "failed", outcome.failure.name.lower()
+    _notify(session, op, "transaction.mined" if op.status == "mined" else "transaction.failed")
+
+
+def _consumed_earlier(chain: Chain, contract: Contract, op: Operation) -> Outcome | None:
+    """The final outcome of the (signer, ref) in an earlier transaction (a re-sent or replaced one of
+    ours): the operation takes it, not a `ref_used` failure."""
+    topics = [
+        "0x" + Web3.keccak(text=signature).hex().removeprefix("0x")
+        for signature in ("OperationExecuted(bytes32,address)", "OperationFailed(bytes32,address,uint8)")
+    ]
+    signer_topic = "0x" + "00" * 12 + op.signer[2:].lower()
+    logs = chain.w3.eth.get_logs(
+        {
+            "address": contract.address,
+            "fromBlock": 0,
+            "toBlock": "latest",
+            "topics": [topics, op.ref, signer_topic],
+        }
+    )
+    for log_entry in logs:
+        receipt = chain.w3.eth.get_transaction_receipt(log_entry["transactionHash"])
+        for outcome in outcomes(contract, receipt):
+            if outcome.ref.hex() == op.ref[2:] and outcome.failure not in NOT_FINAL:
+                return outcome
+    return None
+
+
+def _broadcast(chain: Chain, raw: bytes) -> None:
+    try:
+        chain.w3.eth.send_raw_transaction(raw)
+    except Exception as exc:  # already known, nonce too low (it ran), node down: settling sorts it out
+        log.info("relay.broadcast_failed", error=str(exc)[:200])
+
+
+def _notify(session: Session, op: Operation, event_type: str) -> None:
+    events.notify(session, TenantScope(op.tenant_id, op.environment), event_type, record(op))
+
+
+def start(runtime: Runtime, stop: threading.Event) -> threading.Thread:
+    """The pump in a thread of this process (`pers up` and `pers worker` alike)."""
+    pump = Pump(runtime)
+    thread = threading.Thread(target=pump.run, args=(stop,), name="relay-pump", daemon=True)
+    thread.start()
+    return thread

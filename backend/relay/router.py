@@ -1,0 +1,234 @@
+"""/v1/transactions: token operations in, their records out."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy import Select, or_, select
+
+from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, Auth, Principal
+from backend.kit.api import Page, Paging, error_responses
+from backend.kit.errors import NotFound, PersError
+from backend.kit.session import DbSession
+from backend.kit.types import Address
+from backend.relay import service
+from backend.relay.idempotency import Claim, request_hash
+from backend.relay.models import Operation
+from backend.relay.schemas import (
+    MAX_BATCH,
+    BatchCreate,
+    BatchOut,
+    Movement,
+    OperationStatus,
+    OperationType,
+    Prepared,
+    TransactionCreate,
+    TransactionOut,
+    record,
+)
+from backend.settings import Settings
+from backend.users.models import User
+
+router = APIRouter(
+    prefix="/v1/transactions", tags=["transactions"], responses=error_responses(400, 401, 403, 422, 429)
+)
+Mover = Annotated[Principal, Depends(Auth(ADMIN, BUSINESS, USER, scope="transactions:write"))]
+Reader = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR, BUSINESS, USER))]
+Lister = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR, BUSINESS))]
+UserAuth = Annotated[Principal, Depends(Auth(USER))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key", description="Same key and body: the same answer and ids; other body: 409"
+    ),
+]
+
+
+def _actor(caller: Principal) -> service.Actor:
+    return service.Actor(caller.kind, caller.subject_id)
+
+
+def _idempotent(
+    request: Request, session: DbSession, caller: Principal, key: str | None, body: Any, work: Any
+) -> JSONResponse:
+    claim = Claim(session, caller, key, request_hash(request.url.path, body)) if key is not None else None
+    if claim is not None and claim.answer is not None:
+        return JSONResponse(claim.answer, status_code=202)
+    answer = work()
+    if claim is not None:
+        claim.keep(answer)
+    return JSONResponse(answer, status_code=202)
+
+
+@router.post("/prepare", response_model=Prepared, responses=error_responses(404, 409))
+def prepare(body: Movement, request: Request, session: DbSession, caller: Mover) -> Prepared:
+    """The EIP-712 typed data (`eth_signTypedData_v4`) of a one-operation group for its signer: a
+    holder's transfer or burn, or a mint by a business that keeps its own signer. The ref and deadline
+    are fixed here; post the operation back with them and the signature."""
+    return service.prepare(session, _settings(request), caller.tenant, _actor(caller), body)
+
+
+@router.post("", status_code=202, response_model=TransactionOut, responses=error_responses(404, 409))
+def create(
+    body: TransactionCreate,
+    request: Request,
+    session: DbSession,
+    caller: Mover,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Queue one operation: a business's mint (its custodial signer signs), an admin's mint for a
+    business, a holder's signed transfer or burn, or a managed-wallet user's (the platform signs)."""
+    settings = _settings(request)
+
+    def work() -> dict[str, Any]:
+        return record(service.submit(session, settings, caller.tenant, _actor(caller), body))
+
+    dumped = body.model_dump(mode="json", by_alias=True)
+    return _idempotent(request, session, caller, idempotency_key, dumped, work)
+
+
+@router.post("/batch", status_code=202, response_model=BatchOut, responses=error_responses(409))
+def create_batch(
+    body: BatchCreate,
+    request: Request,
+    session: DbSession,
+    caller: Mover,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Up to 1,000 operations, each accepted or refused on its own (`status` per item)."""
+    if len(body.operations) > MAX_BATCH:
+        raise PersError(f"a batch holds at most {MAX_BATCH} operations", code="batch_too_large", status=422)
+    settings = _settings(request)
+
+    def work() -> dict[str, Any]:
+        items: list[dict[str, Any] | None] = [None] * len(body.operations)
+        valid: list[tuple[int, TransactionCreate]] = []
+        for index, raw in enumerate(body.operations):
+            try:
+                valid.append((index, TransactionCreate.model_validate(raw)))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                error = {
+                    "code": _code(first),
+                    "message": first["msg"],
+                    "details": {"loc": list(first["loc"])},
+                }
+                items[index] = {"index": index, "status": 422, "transaction": None, "error": error}
+        results = service.submit_many(session, settings, caller.tenant, _actor(caller), [b for _, b in valid])
+        for (index, _), result in zip(valid, results, strict=True):
+            if isinstance(result, PersError):
+                error = {"code": result.code, "message": result.message, "details": result.details}
+                items[index] = {"index": index, "status": result.status, "transaction": None, "error": error}
+            else:
+                items[index] = {"index": index, "status": 202, "transaction": record(result), "error": None}
+        done = [i for i in items if i is not None]
+        accepted = sum(1 for i in done if i["status"] == 202)
+        return {"accepted": accepted, "refused": len(done) - accepted, "data": done}
+
+    return _idempotent(request, session, caller, idempotency_key, body.operations, work)
+
+
+def _code(error: Any) -> str:
+    from backend.app import validation_code
+
+    return validation_code(error)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.runtime.settings
+    return settings
+
+
+@router.get("/me", response_model=Page[TransactionOut])
+def mine(
+    session: DbSession,
+    caller: UserAuth,
+    paging: Annotated[Paging, Depends()],
+    role: Literal["sender", "recipient"] | None = None,
+) -> Page[TransactionOut]:
+    """The signed-in user's operations: as sender, as recipient, or both."""
+    wallet = _wallet(session, caller)
+    sides = {
+        "sender": Operation.from_address == wallet,
+        "recipient": Operation.to_address == wallet,
+    }
+    condition = sides[role] if role else or_(*sides.values())
+    query = _scoped(caller).where(condition)
+    rows, meta = paging.apply(session, _ordered(query))
+    return Page(data=[TransactionOut.model_validate(r) for r in rows], meta=meta)
+
+
+@router.get("", response_model=Page[TransactionOut])
+def list_transactions(
+    session: DbSession,
+    caller: Lister,
+    paging: Annotated[Paging, Depends()],
+    type: OperationType | None = None,
+    status: OperationStatus | None = None,
+    token_id: Annotated[uuid.UUID | None, Query(alias="tokenId")] = None,
+    participant_address: Annotated[Address | None, Query(alias="participantAddress")] = None,
+    date_from: Annotated[datetime | None, Query(alias="dateFrom")] = None,
+    date_to: Annotated[datetime | None, Query(alias="dateTo")] = None,
+) -> Page[TransactionOut]:
+    """The environment's operations (a business's own only), newest first, with filters."""
+    query = _visible(session, caller)
+    if type is not None:
+        query = query.where(Operation.type == type)
+    if status is not None:
+        query = query.where(Operation.status == status)
+    if token_id is not None:
+        query = query.where(Operation.token_type_id == token_id)
+    if participant_address is not None:
+        address = participant_address
+        query = query.where(or_(Operation.from_address == address, Operation.to_address == address))
+    if date_from is not None:
+        query = query.where(Operation.created_at >= date_from)
+    if date_to is not None:
+        query = query.where(Operation.created_at < date_to)
+    rows, meta = paging.apply(session, _ordered(query))
+    return Page(data=[TransactionOut.model_validate(r) for r in rows], meta=meta)
+
+
+@router.get("/{transaction_id}", response_model=TransactionOut, responses=error_responses(404))
+def get_transaction(transaction_id: str, session: DbSession, caller: Reader) -> TransactionOut:
+    try:
+        key = uuid.UUID(transaction_id)
+    except ValueError:
+        raise NotFound("transaction not found") from None
+    op = session.scalar(_visible(session, caller).where(Operation.id == key))
+    if op is None:
+        raise NotFound("transaction not found")
+    return TransactionOut.model_validate(op)
+
+
+def _scoped(caller: Principal) -> Select[Operation]:
+    scope = caller.tenant
+    return select(Operation).where(
+        Operation.tenant_id == scope.tenant_id, Operation.environment == scope.environment
+    )
+
+
+def _visible(session: DbSession, caller: Principal) -> Select[Operation]:
+    """Admins and auditors see the environment's operations; a business those it submitted; a user
+    those they send or receive."""
+    query = _scoped(caller)
+    if caller.kind == BUSINESS:
+        return query.where(Operation.business_id == caller.subject_id)
+    if caller.kind == USER:
+        wallet = _wallet(session, caller)
+        return query.where(or_(Operation.from_address == wallet, Operation.to_address == wallet))
+    return query
+
+
+def _wallet(session: DbSession, caller: Principal) -> str:
+    user = session.get(User, caller.subject_id) if caller.subject_id else None
+    if user is None:
+        raise NotFound("user not found")
+    return user.wallet_address
+
+
+def _ordered(query: Select[Operation]) -> Select[Operation]:
+    return query.order_by(Operation.created_at.desc(), Operation.id.desc())

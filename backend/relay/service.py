@@ -1,0 +1,364 @@
+"""Accepting token operations: every check the API can make before the chain, then one row per
+operation in the caller's transaction (the pump takes it from there). Other domains (loyalty) call
+`submit_mint` / `submit` here, inside their own unit of work, rather than the HTTP routes."""
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.auth.principal import ADMIN, BUSINESS, USER, TenantScope
+from backend.businesses.models import Business
+from backend.chain.typed_data import ZERO_ADDRESS, Domain, TokenStandard, typed_data, verify
+from backend.chain.typed_data import Operation as ChainOperation
+from backend.kit.db import utcnow
+from backend.kit.errors import Conflict, NotFound, PersError
+from backend.relay import events
+from backend.relay.models import Operation
+from backend.relay.refs import new_ref
+from backend.relay.schemas import Movement, Prepared, TransactionCreate
+from backend.settings import Settings
+from backend.tokens.models import TokenType
+from backend.users.models import User
+from backend.users.service import link_user, user_by_wallet
+
+PREPARED_LIFETIME = 15 * 60  # seconds a prepared group stays valid
+MAX_DEADLINE_AHEAD = 24 * 3600
+
+
+class Refused(PersError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: an admin, a business (API key or session) or a user (session)."""
+
+    kind: str
+    subject_id: uuid.UUID | None
+
+
+@dataclass
+class _Context:
+    """What one request looks up once, whatever the number of operations in it."""
+
+    session: Session
+    settings: Settings
+    scope: TenantScope
+    actor: Actor
+    tokens: dict[uuid.UUID, TokenType] = field(default_factory=dict)
+    businesses: dict[uuid.UUID, Business] = field(default_factory=dict)
+    users: dict[uuid.UUID, User] = field(default_factory=dict)
+    wallets: dict[str, User | None] = field(default_factory=dict)  # recipients' users, by address
+    linked: set[uuid.UUID] = field(default_factory=set)
+
+    def token(self, token_id: uuid.UUID) -> TokenType:
+        if token_id not in self.tokens:
+            token = self.session.get(TokenType, token_id)
+            if token is None or (token.tenant_id, token.environment) != (
+                self.scope.tenant_id,
+                self.scope.environment,
+            ):
+                raise NotFound("token not found", code="token_not_found")
+            self.tokens[token_id] = token
+        return self.tokens[token_id]
+
+    def business(self, business_id: uuid.UUID) -> Business:
+        if business_id not in self.businesses:
+            business = self.session.get(Business, business_id)
+            if business is None or business.tenant_id != self.scope.tenant_id:
+                raise NotFound("business not found", code="business_not_found")
+            self.businesses[business_id] = business
+        return self.businesses[business_id]
+
+    def user_by_wallet(self, address: str) -> User | None:
+        if address not in self.wallets:
+            self.wallets[address] = user_by_wallet(self.session, self.scope, address)
+        return self.wallets[address]
+
+    def prefetch_wallets(self, addresses: set[str]) -> None:
+        """One query for a batch's recipients instead of one per operation."""
+        query = select(User).where(
+            User.tenant_id == self.scope.tenant_id,
+            User.environment == self.scope.environment,
+            User.wallet_address.in_(addresses),
+        )
+        found = {u.wallet_address: u for u in self.session.scalars(query)}
+        self.wallets.update({a: found.get(a) for a in addresses})
+
+    def user(self, user_id: uuid.UUID) -> User:
+        if user_id not in self.users:
+            user = self.session.get(User, user_id)
+            if user is None or (user.tenant_id, user.environment) != (
+                self.scope.tenant_id,
+                self.scope.environment,
+            ):
+                raise NotFound("user not found", code="user_not_found")
+            self.users[user_id] = user
+        return self.users[user_id]
+
+
+def standard_of(token: TokenType) -> TokenStandard:
+    return TokenStandard.CREDIT if token.kind == "credit" else TokenStandard.REWARDS
+
+
+def domain_of(settings: Settings, token: TokenType) -> Domain:
+    """The token's EIP-712 domain from what the platform recorded (a credit's name is its `name()`)."""
+    network = settings.chain_config().network(_network(settings, token))
+    assert token.contract_address is not None
+    return Domain(standard_of(token), network.chain_id, token.contract_address, token.name)
+
+
+def _network(settings: Settings, token: TokenType) -> str:
+    network = settings.network_for(token.environment)
+    if network is None:
+        raise Refused("the environment has no network", code="environment_not_configured", status=409)
+    return network
+
+
+def _active(token: TokenType) -> TokenType:
+    if token.status != "active" or token.contract_address is None:
+        raise Conflict(f"the token is {token.status}, not active", code="token_not_active")
+    return token
+
+
+def chain_operation(op: Operation) -> ChainOperation:
+    return ChainOperation(
+        op.from_address, op.to_address, op.amount, bytes.fromhex(op.ref[2:]), op.chain_token_id
+    )
+
+
+def submit_mint(
+    session: Session,
+    settings: Settings,
+    scope: TenantScope,
+    *,
+    business_id: uuid.UUID,
+    token_id: uuid.UUID,
+    amount: int,
+    to: str | None = None,
+    user_id: uuid.UUID | None = None,
+) -> Operation:
+    """A mint by a business's custodial signer, queued in the caller's transaction."""
+    body = TransactionCreate.model_validate(
+        {"type": "mint", "token_id": token_id, "amount": str(amount), "to": to, "user_id": user_id}
+    )
+    return submit(session, settings, scope, Actor(BUSINESS, business_id), body)
+
+
+def submit(
+    session: Session, settings: Settings, scope: TenantScope, actor: Actor, body: TransactionCreate
+) -> Operation:
+    return accept(_Context(session, settings, scope, actor), body)
+
+
+def submit_many(
+    session: Session, settings: Settings, scope: TenantScope, actor: Actor, bodies: list[TransactionCreate]
+) -> list[Operation | PersError]:
+    """Each operation accepted or refused on its own (refusals are returned, not raised)."""
+    context = _Context(session, settings, scope, actor)
+    if actor.kind == BUSINESS:
+        context.prefetch_wallets({b.to for b in bodies if b.to is not None})
+    results: list[Operation | PersError] = []
+    with session.no_autoflush:  # the rows go in with one flush, not one per lookup
+        for body in bodies:
+            try:
+                results.append(accept(context, body, flush=False))
+            except PersError as exc:
+                results.append(exc)
+        reused = _reused_refs(session, [r for r in results if isinstance(r, Operation)])
+    for index, result in enumerate(results):
+        if isinstance(result, Operation) and result in reused:
+            session.expunge(result)
+            results[index] = _ref_used()
+    _flush(session)
+    return results
+
+
+def _ref_used() -> Conflict:
+    return Conflict("this signed group was already submitted", code="ref_used")
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the same signed group, submitted at the same moment elsewhere
+        raise _ref_used() from exc
+
+
+def _reused_refs(session: Session, ops: list[Operation]) -> set[Operation]:
+    """The signed operations whose (token, signer, ref) is taken, or repeated among `ops` (the first
+    of a repeat goes in)."""
+    signed = [op for op in ops if op.signed_by == "external"]
+    if not signed:
+        return set()
+    taken = {
+        tuple(row)
+        for row in session.execute(
+            select(Operation.contract_address, Operation.signer, Operation.ref).where(
+                Operation.ref.in_([op.ref for op in signed])
+            )
+        )
+    }
+    reused = set()
+    for op in signed:
+        key = (op.contract_address, op.signer, op.ref)
+        if key in taken:
+            reused.add(op)
+        taken.add(key)
+    return reused
+
+
+def accept(context: _Context, body: TransactionCreate, *, flush: bool = True) -> Operation:
+    token = _active(context.token(body.token_id))
+    op = _draft(context, token, body)
+    if body.signature is not None:
+        _take_signature(context, token, op, body)
+    else:
+        _platform_signer(context, op, body)
+    if flush and _reused_refs(context.session, [op]):
+        raise _ref_used()
+    context.session.add(op)
+    if flush:
+        _flush(context.session)
+    events.queued.set()
+    return op
+
+
+def _draft(context: _Context, token: TokenType, body: Movement) -> Operation:
+    """The operation's parties and amount, checked; its signer is settled by the caller."""
+    scope, actor = context.scope, context.actor
+    if body.type != "mint" and token.kind == "status":
+        raise Refused("a status cannot be transferred or burnt", code="token_locked")
+    if body.type == "mint" and token.max_supply is not None and body.amount > token.max_supply:
+        raise Refused("the amount is over the token's maximum supply", code="amount_out_of_range")
+    if body.to is not None and body.user_id is not None:
+        raise Refused("give `to` or `userId`, not both", code="invalid_value")
+    recipient = context.user(body.user_id) if body.user_id is not None else None
+    to = recipient.wallet_address if recipient is not None else body.to
+    if body.type == "burn":
+        if to is not None:
+            raise Refused("a burn has no recipient", code="invalid_value")
+        to = ZERO_ADDRESS
+    elif to is None:
+        raise Refused("give the recipient: `to` or `userId`", code="missing_field")
+    elif int(to, 16) == 0:
+        raise Refused("the recipient cannot be the zero address", code="invalid_address")
+    sender = ZERO_ADDRESS if body.type == "mint" else body.from_
+    if body.type == "mint" and body.from_ is not None:
+        raise Refused("a mint has no `from`", code="invalid_value")
+    if recipient is None and to != ZERO_ADDRESS and actor.kind == BUSINESS:
+        recipient = context.user_by_wallet(to)
+    business = actor.subject_id if actor.kind == BUSINESS else None
+    if recipient is not None and business is not None and recipient.id not in context.linked:
+        link_user(context.session, scope, business, recipient.id)  # the business serves them
+        context.linked.add(recipient.id)
+    return Operation(
+        id=uuid.uuid4(),
+        tenant_id=scope.tenant_id,
+        environment=scope.environment,
+        token_type_id=token.id,
+        network=_network(context.settings, token),
+        contract_address=token.contract_address,
+        chain_token_id=token.chain_token_id or 0,
+        type=body.type,
+        from_address=sender or ZERO_ADDRESS,
+        to_address=to,
+        amount=body.amount,
+        recipient_user_id=recipient.id if recipient is not None else None,
+        business_id=actor.subject_id if actor.kind == BUSINESS else body.business_id,
+        status="queued",
+        created_at=utcnow(),
+    )
+
+
+def _platform_signer(context: _Context, op: Operation, body: TransactionCreate) -> None:
+    """Mints are signed by a business's custodial signer, a managed wallet's moves by its sealed key."""
+    actor = context.actor
+    if body.ref is not None or body.deadline is not None:
+        raise Refused("`ref` and `deadline` come with a `signature`", code="signature_required")
+    if op.type == "mint":
+        if actor.kind == USER:
+            raise PersError("users cannot mint", code="forbidden", status=403)
+        if actor.kind == ADMIN and body.business_id is None:
+            raise Refused("an admin's mint names the business that signs it", code="business_required")
+        if actor.kind == BUSINESS and body.business_id not in (None, actor.subject_id):
+            raise PersError("a business mints as itself", code="forbidden", status=403)
+        business_id = actor.subject_id if actor.kind == BUSINESS else body.business_id
+        assert business_id is not None
+        business = context.business(business_id)
+        if business.status != "active":
+            raise Conflict("the business is suspended", code="business_suspended")
+        if business.signer_key_sealed is None:
+            raise Refused(
+                "this business keeps its own signer: prepare the mint and sign it", code="signature_required"
+            )
+        op.business_id, op.signer, op.signed_by, op.signer_owner_id = (
+            business.id,
+            business.signer_address,
+            "business",
+            business.id,
+        )
+    else:
+        user = context.user(actor.subject_id) if actor.kind == USER and actor.subject_id else None
+        if user is None or user.wallet_key_sealed is None:
+            raise Refused("a holder's transfer or burn carries its signature", code="signature_required")
+        if body.from_ not in (None, user.wallet_address):
+            raise PersError("a user moves only their own tokens", code="forbidden", status=403)
+        op.from_address, op.sender_user_id = user.wallet_address, user.id
+        op.signer, op.signed_by, op.signer_owner_id = user.wallet_address, "user", user.id
+    op.ref = new_ref()
+
+
+def _take_signature(context: _Context, token: TokenType, op: Operation, body: TransactionCreate) -> None:
+    """A one-operation group signed elsewhere: the holder (transfer, burn) or a business's own signer
+    (mint). Checked here as the contract will check it."""
+    if body.ref is None or body.deadline is None or body.signature is None:
+        raise Refused("a signed operation carries `ref`, `deadline` and `signature`", code="missing_field")
+    now = int(time.time())
+    if body.deadline <= now:
+        raise Refused("the signed group's deadline has passed", code="deadline_expired")
+    if body.deadline > now + MAX_DEADLINE_AHEAD:
+        raise Refused("the deadline is too far ahead", code="invalid_deadline")
+    if op.type == "mint":
+        if context.actor.kind != BUSINESS or context.actor.subject_id is None:
+            raise PersError("only a business mints with its own signature", code="forbidden", status=403)
+        signer = context.business(context.actor.subject_id).signer_address
+    else:
+        if body.from_ is None:
+            raise Refused("a transfer or burn names its holder in `from`", code="missing_field")
+        signer = body.from_
+    op.ref, op.deadline, op.signature = body.ref.lower(), body.deadline, body.signature.lower()
+    op.signer, op.signed_by = signer, "external"
+    if op.type != "mint" and context.actor.kind == USER:
+        op.sender_user_id = context.actor.subject_id
+    group = [chain_operation(op)]
+    signature = bytes.fromhex(body.signature[2:])
+    if not verify(domain_of(context.settings, token), signer, group, body.deadline, signature):
+        raise Refused("the signature is not the signer's over this operation", code="invalid_signature")
+
+
+def prepare(
+    session: Session, settings: Settings, scope: TenantScope, actor: Actor, body: Movement
+) -> Prepared:
+    """The typed data of a one-operation group for its signer to sign, with the ref and deadline fixed."""
+    context = _Context(session, settings, scope, actor)
+    token = _active(context.token(body.token_id))
+    op = _draft(context, token, body)
+    if body.type == "mint":
+        if actor.kind != BUSINESS or actor.subject_id is None:
+            raise PersError(
+                "only a business prepares a mint for its own signer", code="forbidden", status=403
+            )
+        signer = context.business(actor.subject_id).signer_address
+    else:
+        if body.from_ is None:
+            raise Refused("a transfer or burn names its holder in `from`", code="missing_field")
+        signer = body.from_
+    op.ref = new_ref()
+    deadline = int(time.time()) + PREPARED_LIFETIME
+    document = typed_data(domain_of(settings, token), signer, [chain_operation(op)], deadline)
+    return Prepared(typed_data=document, signer=signer, ref=op.ref, deadline=deadline)

@@ -1,0 +1,196 @@
+"""The relay under faults, on the production processes (Postgres, the broker, anvil): a stuck
+transaction replaced with the same nonce, a dropped one re-sent, and two workers sharing the work."""
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from eth_account import Account
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Engine
+
+from backend.relay.models import Lane, Operation, RelayerTransaction
+from backend.settings import PROJECT_ROOT
+from tests.e2e.test_relay import mint, open_shop, settled
+from tests.platform import Platform, wait_for
+
+
+@contextmanager
+def database(platform: Platform) -> Iterator[Engine]:
+    assert platform.env is not None
+    engine = create_engine(platform.env["PERS_DATABASE_URL"])
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def test_a_stuck_transaction_is_replaced_and_a_dropped_one_sent_again(production_platform: Platform) -> None:
+    platform = production_platform
+    shop = open_shop(platform, "Stuck")
+    holder = Account.create().address
+    assert settled(platform, shop.key, mint(platform, shop, holder, "1")["id"])["status"] == "mined"
+    rpc = platform.w3.provider.make_request
+    rpc("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        created = mint(platform, shop, holder, "33")
+        with database(platform) as engine:
+
+            def carriers() -> list[Any]:
+                with engine.connect() as connection:
+                    op = connection.execute(
+                        select(Operation.relayer_tx_id).where(Operation.id == created["id"])
+                    )
+                    tx_id = op.scalar()
+                    if tx_id is None:
+                        return []
+                    first = connection.execute(
+                        select(RelayerTransaction.lane_id, RelayerTransaction.nonce).where(
+                            RelayerTransaction.id == tx_id
+                        )
+                    ).one()
+                    return list(
+                        connection.execute(
+                            select(
+                                RelayerTransaction.tx_hash,
+                                RelayerTransaction.status,
+                                RelayerTransaction.max_fee_per_gas,
+                            )
+                            .where(
+                                RelayerTransaction.lane_id == first.lane_id,
+                                RelayerTransaction.nonce == first.nonce,
+                            )
+                            .order_by(RelayerTransaction.created_at)
+                        )
+                    )
+
+            stuck = wait_for(carriers, lambda rows: len(rows) >= 2, "a replacement with the same nonce")
+            assert stuck[1].max_fee_per_gas > stuck[0].max_fee_per_gas
+            rpc("anvil_dropAllTransactions", [])  # type: ignore[arg-type]  # a restart loses the mempool
+            rpc("evm_setAutomine", [True])  # type: ignore[arg-type]
+            done = settled(platform, shop.key, created["id"])
+            assert done["status"] == "mined", done
+            rows = carriers()
+            assert sorted(r.status for r in rows).count("mined") == 1
+            assert {r.status for r in rows} <= {"mined", "replaced"}
+            assert done["txHash"] in {r.tx_hash for r in rows}
+    finally:
+        rpc("evm_setAutomine", [True])  # type: ignore[arg-type]
+    assert shop.credit.functions.balanceOf(holder).call() == 34
+
+
+def test_two_workers_share_the_lanes_without_a_nonce_used_twice(production_platform: Platform) -> None:
+    platform = production_platform
+    assert platform.env is not None
+    shop = open_shop(platform, "Twin")
+    env = {**platform.env, "PERS_RELAY_LANES": "2"}
+    log = open(PROJECT_ROOT / ".pytest-second-worker.log", "w")  # noqa: SIM115
+    second = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "worker"], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=log
+    )
+    try:
+        holders = [Account.create().address for _ in range(7)]
+        ids: list[str] = []
+        for round_ in range(4):
+            operations = [
+                {"type": "mint", "tokenId": shop.credit_id, "to": holders[i % 7], "amount": str(round_ + 1)}
+                for i in range(150)
+            ]
+            answer = platform.client.post(
+                "/v1/transactions/batch", json={"operations": operations}, headers=shop.key
+            )
+            assert answer.status_code == 202, answer.text
+            ids += [item["transaction"]["id"] for item in answer.json()["data"]]
+            ids += [mint(platform, shop, holders[j], "1")["id"] for j in range(5)]
+        assert all(settled(platform, shop.key, op_id)["status"] == "mined" for op_id in ids)
+        total = sum(shop.credit.functions.balanceOf(h).call() for h in holders)
+        assert total == sum(150 * (r + 1) + 5 for r in range(4))
+        with database(platform) as engine, engine.connect() as connection:
+            used = connection.execute(
+                select(RelayerTransaction.lane_id, RelayerTransaction.nonce, func.count())
+                .where(RelayerTransaction.status != "replaced")
+                .group_by(RelayerTransaction.lane_id, RelayerTransaction.nonce)
+            ).all()
+            assert all(count == 1 for _, _, count in used)
+            for address, next_nonce in connection.execute(select(Lane.address, Lane.next_nonce)):
+                assert platform.w3.eth.get_transaction_count(address) == next_nonce  # no gap, none lost
+    finally:
+        second.terminate()
+        second.wait(20)
+        log.close()
+        (PROJECT_ROOT / ".pytest-second-worker.log").unlink(missing_ok=True)
+
+
+def test_mints_end_exactly_once_while_a_worker_is_killed_and_keys_are_resent(
+    production_platform: Platform,
+) -> None:
+    """Batches under Idempotency-Keys, each sent twice, in random order, while a second worker is
+    killed with SIGKILL at random moments and restarted: every accepted operation ends mined, the
+    balances are exactly the distinct mints, and the lanes' nonces have no gap."""
+    platform = production_platform
+    assert platform.env is not None
+    shop = open_shop(platform, "Crash")
+    holders = [Account.create().address for _ in range(11)]
+    rng = random.Random(7)
+    batches = [
+        (
+            f"crash-{k}",
+            [
+                {
+                    "type": "mint",
+                    "tokenId": shop.credit_id,
+                    "to": holders[(k + i) % 11],
+                    "amount": str(1 + (k * i) % 5),
+                }
+                for i in range(50)
+            ],
+        )
+        for k in range(16)
+    ]
+    order = batches + rng.sample(batches, 8)  # duplicate submissions of the same keys
+    rng.shuffle(order)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "worker"],
+            env=platform.env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    worker = start()
+    answers: dict[str, list[str]] = {}
+    try:
+        for n, (key, operations) in enumerate(order):
+            headers = {**shop.key, "Idempotency-Key": key}
+            answer = platform.client.post(
+                "/v1/transactions/batch", json={"operations": operations}, headers=headers
+            )
+            assert answer.status_code == 202, answer.text
+            ids = [item["transaction"]["id"] for item in answer.json()["data"]]
+            assert answers.setdefault(key, ids) == ids  # the same key answers the same ids
+            if n % 4 == rng.randrange(4):
+                time.sleep(rng.random() / 5)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(10)
+                worker = start()
+        for ids in answers.values():
+            for op_id in ids:
+                assert settled(platform, shop.key, op_id)["status"] == "mined"
+    finally:
+        worker.terminate()
+        worker.wait(20)
+    expected = {h: 0 for h in holders}
+    for _, operations in batches:
+        for op in operations:
+            expected[op["to"]] += int(op["amount"])
+    assert {h: shop.credit.functions.balanceOf(h).call() for h in holders} == expected
+    with database(platform) as engine, engine.connect() as connection:
+        for address, next_nonce in connection.execute(select(Lane.address, Lane.next_nonce)):
+            assert platform.w3.eth.get_transaction_count(address) == next_nonce
