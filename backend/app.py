@@ -29,9 +29,18 @@ from backend.runtime import Runtime
 from backend.tenants.router import router as tenants_router
 from backend.tokens.router import router as tokens_router
 from backend.users.router import router as users_router
+from backend.webhooks.router import router as webhooks_router
 
 log = structlog.get_logger()
-ROUTERS = (auth_router, tenants_router, admins_router, businesses_router, users_router, tokens_router)
+ROUTERS = (
+    auth_router,
+    tenants_router,
+    admins_router,
+    businesses_router,
+    users_router,
+    tokens_router,
+    webhooks_router,
+)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from backend.kit.outbox import OutboxMessage
 from backend.tenants.models import Tenant, TenantEnvironment
 from backend.tokens.models import TokenType
 from backend.users.models import User, UserLink
+from backend.webhooks.models import Webhook, WebhookDelivery, WebhookEvent
 
 metadata = Base.metadata
 
@@ -22,5 +23,8 @@ __all__ = [
     "TokenType",
     "User",
     "UserLink",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookEvent",
     "metadata",
 ]

@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     # Per identity from all addresses; once spent, only addresses without a failure may still try.
     signin_failures_per_identity: Positive = 100
 
+    # Webhook retries: the first after about this long, doubling (at most an hour apart) for the window.
+    webhook_retry_base_ms: Positive = 10_000
+    webhook_retry_window: Positive = 24 * 3600  # seconds after the event; then the delivery is `failed`
+
     max_body_bytes: Positive = 1024 * 1024  # a larger request body is refused with 413 before it is read
 
     def check_secrets(self) -> None:

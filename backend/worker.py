@@ -18,7 +18,12 @@ from backend.kit.db import unit_of_work, utcnow
 from backend.kit.jobs import RetryLater
 
 # Job handlers register themselves when their modules load.
-JOB_MODULES = ("backend.businesses.tasks", "backend.tenants.tasks", "backend.tokens.tasks")
+JOB_MODULES = (
+    "backend.businesses.tasks",
+    "backend.tenants.tasks",
+    "backend.tokens.tasks",
+    "backend.webhooks.tasks",
+)
 for module in JOB_MODULES:
     importlib.import_module(module)
 
