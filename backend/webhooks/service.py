@@ -93,9 +93,8 @@ def deliveries(session: Session, scope: TenantScope, webhook_id: str) -> Select[
 def described(session: Session, rows: Sequence[WebhookDelivery]) -> list[DeliveryOut]:
     """Deliveries as the log shows them, with their event's type."""
     ids = {row.event_id for row in rows}
-    types = dict(
-        session.execute(select(WebhookEvent.id, WebhookEvent.type).where(WebhookEvent.id.in_(ids))).tuples()
-    )
+    query = select(WebhookEvent.id, WebhookEvent.type).where(WebhookEvent.id.in_(ids))
+    types = {event_id: event_type for event_id, event_type in session.execute(query)}
     return [DeliveryOut.of(row, types[row.event_id]) for row in rows]
 
 
