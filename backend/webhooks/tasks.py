@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from backend.kit.db import unit_of_work, utcnow
 from backend.kit.jobs import RetryLater, job
 from backend.kit.outbox import OutboxMessage
@@ -67,8 +69,7 @@ def _claim(runtime: Runtime, key: uuid.UUID) -> Attempt | None:
             return None
         now = utcnow()
         if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
-            wait = (delivery.next_attempt_at - now).total_seconds()
-            _hold(session, delivery, wait)
+            countdown = _hold(session, delivery)
         else:
             delivery.next_attempt_at = now + LEASE
             webhook = session.get(Webhook, delivery.webhook_id)
@@ -77,7 +78,7 @@ def _claim(runtime: Runtime, key: uuid.UUID) -> Attempt | None:
             secret = runtime.keystore.open(webhook.secret_sealed, secret_context(webhook.id)).decode()
             payload = sender.body(str(event.id), event.type, event.created_at, event.data)
             return Attempt(webhook.url, webhook.environment, secret, payload)
-    raise RetryLater("webhook delivery not due yet", countdown=min(wait, MAX_HOLD))
+    raise RetryLater("webhook delivery not due yet", countdown=countdown)  # once the hold is committed
 
 
 def _record(runtime: Runtime, key: uuid.UUID, outcome: sender.Outcome) -> None:
@@ -104,13 +105,16 @@ def _record(runtime: Runtime, key: uuid.UUID, outcome: sender.Outcome) -> None:
         if delivery.next_attempt_at is None:
             delivery.status = "failed"
             return
-        wait = (delivery.next_attempt_at - now).total_seconds()
-        _hold(session, delivery, wait)
-    raise RetryLater("webhook delivery failed; retried with backoff", countdown=min(wait, MAX_HOLD))
+        countdown = _hold(session, delivery)
+    raise RetryLater("webhook delivery failed; retried with backoff", countdown=countdown)
 
 
-def _hold(session: Any, delivery: WebhookDelivery, wait: float) -> None:
-    """Keeps the sweeper off the job until its held message is due (and a little after)."""
+def _hold(session: Session, delivery: WebhookDelivery) -> float:
+    """Seconds until the job should look again; the sweeper is kept off it until then (and a little
+    after, STALE_AFTER), so it resends the job only if the held message is lost."""
+    assert delivery.next_attempt_at is not None
+    countdown = min(max((delivery.next_attempt_at - utcnow()).total_seconds(), 0.0), MAX_HOLD)
     message = session.get(OutboxMessage, delivery.job_id)
     if message is not None:
-        message.dispatched_at = utcnow() + timedelta(seconds=min(wait, MAX_HOLD))
+        message.dispatched_at = utcnow() + timedelta(seconds=countdown)
+    return countdown
