@@ -15,7 +15,7 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=201, response_model=WebhookCreated)
+@router.post("", status_code=201, response_model=WebhookCreated, responses=error_responses(409))
 def create_webhook(
     request: Request, body: WebhookCreate, session: DbSession, caller: AdminAuth
 ) -> WebhookCreated:

@@ -40,7 +40,7 @@ class WebhookCreated(WebhookOut):
     secret: str = Field(description="The signing secret, shown this once: keep it to verify deliveries")
 
 
-class Attempt(Schema):
+class AttemptOut(Schema):
     at: datetime
     status_code: int | None
     error: str | None
@@ -57,7 +57,7 @@ class DeliveryOut(Schema):
     next_attempt_at: datetime | None
     delivered_at: datetime | None
     created_at: datetime
-    history: list[Attempt]
+    history: list[AttemptOut]
 
     @classmethod
     def of(cls, delivery: Any, event_type: str) -> "DeliveryOut":

@@ -7,12 +7,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
 from backend.kit import outbox
-from backend.kit.errors import PersError
+from backend.kit.errors import Conflict, PersError
 from backend.kit.keystore import Keystore
 from backend.kit.scope import get_scoped, scoped
 from backend.tenants.models import TenantEnvironment
@@ -30,6 +30,7 @@ from backend.webhooks.schemas import (
 
 DELIVER_JOB = "webhooks.deliver"
 SECRET_PREFIX = "whsec_"
+MAX_WEBHOOKS = 16  # per environment: each event fans out to every matching subscription
 
 
 def secret_context(webhook_id: uuid.UUID) -> str:
@@ -47,6 +48,8 @@ def create_webhook(
             status=422,
             known=EVENT_TYPES,
         )
+    if (session.scalar(select(func.count()).select_from(listed(scope).subquery())) or 0) >= MAX_WEBHOOKS:
+        raise Conflict(f"at most {MAX_WEBHOOKS} webhooks per environment", code="webhook_limit_reached")
     if scope.environment == "live":
         receivers.check(data.url, "live")  # https, resolving to public addresses only
     else:
