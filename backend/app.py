@@ -32,6 +32,7 @@ from backend.runtime import Runtime
 from backend.tenants.router import router as tenants_router
 from backend.tokens.router import router as tokens_router
 from backend.users.router import router as users_router
+from backend.webhooks.router import router as webhooks_router
 from backend.worker import celery_app  # also registers how the API dispatches its outbox jobs
 
 log = structlog.get_logger()
@@ -44,6 +45,7 @@ ROUTERS = (
     tokens_router,
     ops_router,
     transactions_router,
+    webhooks_router,
 )
 
 

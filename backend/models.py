@@ -8,6 +8,7 @@ from backend.relay.models import Lane, Operation, RelayerTransaction, RelayReque
 from backend.tenants.models import Tenant, TenantEnvironment
 from backend.tokens.models import TokenType
 from backend.users.models import User, UserLink
+from backend.webhooks.models import Webhook, WebhookDelivery, WebhookEvent
 
 metadata = Base.metadata
 
@@ -27,5 +28,8 @@ __all__ = [
     "TokenType",
     "User",
     "UserLink",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookEvent",
     "metadata",
 ]

@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     relay_resend_after: Annotated[float, Field(gt=0)] = 15.0
     relay_replace_after: Annotated[float, Field(gt=0)] = 60.0
 
+    # Webhook retries: the first after about this long, doubling (at most an hour apart) for the window.
+    webhook_retry_base_ms: Positive = 10_000
+    webhook_retry_window: Positive = 24 * 3600  # seconds after the event; then the delivery is `failed`
+
     max_body_bytes: Positive = 1024 * 1024  # a larger request body is refused with 413 before it is read
 
     def check_secrets(self) -> None:

@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 import structlog
-from celery import Celery, Task
+from celery import Celery
 from sqlalchemy import delete
 
 from backend import runtime as runtime_module
@@ -18,7 +18,12 @@ from backend.kit.db import unit_of_work, utcnow
 from backend.kit.jobs import RetryLater
 
 # Job handlers register themselves when their modules load.
-JOB_MODULES = ("backend.businesses.tasks", "backend.tenants.tasks", "backend.tokens.tasks")
+JOB_MODULES = (
+    "backend.businesses.tasks",
+    "backend.tenants.tasks",
+    "backend.tokens.tasks",
+    "backend.webhooks.tasks",
+)
 for module in JOB_MODULES:
     importlib.import_module(module)
 
@@ -37,13 +42,15 @@ SWEEP_EVERY = 5.0
 STALE_AFTER = timedelta(seconds=30)
 
 
-@celery_app.task(name="pers.run_job", bind=True, max_retries=None)
-def run_job(self: Task, job_id: str) -> None:
+@celery_app.task(name="pers.run_job")
+def run_job(job_id: str) -> None:
     try:
         jobs.run(runtime_module.current(), uuid.UUID(job_id))
     except RetryLater as later:
         log.info("job.retry", job_id=job_id, reason=str(later))
-        raise self.retry(countdown=later.countdown) from None
+        # A new message rather than `Task.retry`, whose retries the in-memory transport of `pers up`
+        # never delivers (the job then waited for the sweeper). This one is acked once that is sent.
+        run_job.apply_async(args=[job_id], countdown=later.countdown)
 
 
 def configure(broker_url: str, queue: str) -> Celery:

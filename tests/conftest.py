@@ -234,6 +234,8 @@ GENEROUS_LIMITS = {
     "rate_limit_signin_per_address": 100_000,
     "signin_failures_per_address": 100_000,
 }
+# Webhook retries within moments, so a test sees the backoff without waiting for it.
+STACK_SETTINGS = {**GENEROUS_LIMITS, "webhook_retry_base_ms": 50}
 
 
 @pytest.fixture(scope="session")
@@ -253,7 +255,7 @@ def embedded_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
         operator_token=SecretStr(OPERATOR_TOKEN),
         siwe_domains=["testserver"],
         broker_url="memory://",
-        **GENEROUS_LIMITS,
+        **STACK_SETTINGS,
     )
     configure_logging("warning")
     runtime = install(Runtime.from_settings(settings))
@@ -292,7 +294,7 @@ def production_platform(
             PERS_MASTER_KEY=uuid.uuid4().hex + uuid.uuid4().hex,
             PERS_JWT_SECRET=uuid.uuid4().hex,
             PERS_SIWE_DOMAINS=f'["127.0.0.1:{port}"]',
-            **{f"PERS_{name.upper()}": str(value) for name, value in GENEROUS_LIMITS.items()},
+            **{f"PERS_{name.upper()}": str(value) for name, value in STACK_SETTINGS.items()},
         )
         pers = [sys.executable, "-m", "backend.cli"]
         upgrade = subprocess.run(

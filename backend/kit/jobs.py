@@ -8,14 +8,15 @@ The kit knows nothing above it: it takes any runtime with `sessions`, and the wo
 job's message is sent (`use_dispatcher`)."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.kit.db import unit_of_work, utcnow
-from backend.kit.outbox import OutboxMessage
+from backend.kit.outbox import OutboxMessage, on_commit
 
 
 class JobRuntime(Protocol):
@@ -55,6 +56,16 @@ def dispatch(job_id: uuid.UUID) -> None:
     if not _dispatcher:
         raise RuntimeError("no job dispatcher registered: import backend.worker first")
     _dispatcher[0](job_id)
+
+
+@contextmanager
+def committed(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A worker's unit of work whose outbox jobs are dispatched once it has committed (the API's
+    request session does the same), so they need not wait for the sweeper."""
+    with unit_of_work(factory) as session:
+        yield session
+    for job_id in on_commit(session):
+        dispatch(job_id)
 
 
 def run(runtime: JobRuntime, job_id: uuid.UUID) -> None:

@@ -3,17 +3,16 @@
 import threading
 from typing import Any
 
-import structlog
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
+from backend.webhooks import service as webhooks
 
-log = structlog.get_logger()
 # Set when this process queues an operation: a pump in the same process (`pers up`) looks at once.
 queued = threading.Event()
 
 
 def notify(session: Session, scope: TenantScope, event_type: str, data: dict[str, Any]) -> None:
-    """Called inside the unit of work that changed the operation (the lead points this at
-    `backend.webhooks.service.emit` when the webhooks branch is merged)."""
-    log.debug("relay.event", type=event_type, tenant=str(scope.tenant_id), id=data.get("id"))
+    """Called inside the unit of work that changed the operation: the tenant's webhooks get the event
+    once that unit of work commits."""
+    webhooks.emit(session, scope, event_type, data)

@@ -38,7 +38,9 @@ from backend.chain.operations import (
     token,
 )
 from backend.chain.typed_data import Domain, TokenStandard, digest, sign
-from backend.kit.db import unit_of_work, utcnow
+from backend.kit import jobs
+from backend.kit.db import utcnow
+from backend.ops import metrics
 from backend.relay import events
 from backend.relay.encoding import as_bytes, as_int, execute_data, field
 from backend.relay.lanes import open_lanes
@@ -126,7 +128,7 @@ class Pump:
 
     def pump(self, network: str, contract: str) -> bool:
         chain, accounts = self.chain(network)
-        with unit_of_work(self.runtime.sessions) as session:
+        with jobs.committed(self.runtime.sessions) as session:
             lane = session.scalar(
                 select(Lane)
                 .where(Lane.network == network, Lane.address.in_(list(accounts)))
@@ -339,7 +341,7 @@ class Pump:
         """No receipt yet: after a while the stored bytes are sent again (the node may have lost them);
         later the transaction is replaced with the same nonce and higher fees (it may be underpriced)."""
         settings, now = self.runtime.settings, utcnow()
-        with unit_of_work(self.runtime.sessions) as session:
+        with jobs.committed(self.runtime.sessions) as session:
             record = session.scalar(
                 select(RelayerTransaction)
                 .where(RelayerTransaction.id == tx_id, RelayerTransaction.status == "pending")
@@ -402,7 +404,7 @@ class Pump:
         return bytes(signed.raw_transaction)
 
     def _record(self, chain: Chain, tx_id: uuid.UUID, receipt: "Receipt") -> bool:
-        with unit_of_work(self.runtime.sessions) as session:
+        with jobs.committed(self.runtime.sessions) as session:
             record = session.scalar(
                 select(RelayerTransaction)
                 .where(RelayerTransaction.id == tx_id, RelayerTransaction.status == "pending")
@@ -434,6 +436,7 @@ class Pump:
             record.status = "mined" if receipt.status == 1 else "reverted"
             record.block_number, record.gas_used = receipt.block_number, receipt.gas_used
             record.finished_at = utcnow()
+            metrics.add_gas_used(chain.network.name, receipt.gas_used)
             if not ops:
                 return True
             dom = self._domain(session, ops[0])
@@ -530,6 +533,7 @@ def _apply(session: Session, op: Operation, outcome: Outcome | None, receipt: Re
             op.status, op.error_code = "mined", None
         else:
             op.status, op.error_code = "failed", outcome.failure.name.lower()
+    metrics.observe_operation(op.network, op.status, (now - op.created_at).total_seconds())
     _notify(session, op, "transaction.mined" if op.status == "mined" else "transaction.failed")
 
 

@@ -77,6 +77,7 @@ class Side:
     user_ids: list[str] = field(default_factory=list)
     token_ids: list[str] = field(default_factory=list)
     transaction_ids: list[str] = field(default_factory=list)
+    webhook_ids: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)  # session tokens and the API key: never to leak
     auditor_email: str = ""
     auditor_pair: Json = field(default_factory=dict)
@@ -90,6 +91,7 @@ class Side:
             "token_id": self.token_ids,
             "user_id": self.user_ids,
             "transaction_id": self.transaction_ids,
+            "webhook_id": self.webhook_ids,
         }
 
 
@@ -141,7 +143,8 @@ def onboard(platform: Platform, name: str) -> Side:
 
 
 def set_up_alpha(platform: Platform) -> Side:
-    """Tenant A: a business with a live and a revoked key, an API-created user, a SIWE user, two tokens."""
+    """Tenant A: a business with a live and a revoked key, an API-created user, a SIWE user, two tokens,
+    a webhook subscription with one (failed) test delivery in its log."""
     client = platform.client
     a = onboard(platform, "Alpha")
     admin = a.tenant.admin_headers
@@ -169,6 +172,11 @@ def set_up_alpha(platform: Platform) -> Side:
         {"kind": "reward", "name": "Alpha Gift", "symbol": "ALPHAGIFT"},
     ):
         a.token_ids.append(ok(client.post("/v1/tokens", json=body, headers=admin), 202)["id"])
+    hook = {"url": "http://127.0.0.1:9/alpha-hooks", "eventTypes": ["transaction.mined"]}  # refused at once
+    webhook = ok(client.post("/v1/webhooks", json=hook, headers=admin), 201)
+    a.webhook_ids.append(webhook["id"])
+    a.secrets.append(webhook["secret"])
+    ok(client.post(f"/v1/webhooks/{webhook['id']}/test", headers=admin), 202)
     return a
 
 
@@ -211,6 +219,14 @@ def wait_until_settled(platform: Platform, a: Side) -> None:
         "tenant A's token activation",
     )
     assert {t["status"] for t in tokens} == {"active"}, tokens
+    if not a.webhook_ids:
+        return
+    # Its test delivery has failed once (it is retried, but the snapshot leaves the log out).
+    wait_for(
+        lambda: ok(client.get(f"/v1/webhooks/{a.webhook_ids[0]}/deliveries", headers=admin))["data"],
+        lambda log: log and log[0]["attempts"] > 0,
+        "tenant A's test delivery",
+    )
 
 
 def snapshot(platform: Platform, side: Side) -> Json:
@@ -234,6 +250,12 @@ def snapshot(platform: Platform, side: Side) -> Json:
         "apiKeys": {b["id"]: page(f"/v1/businesses/{b['id']}/api-keys") for b in businesses["data"]},
         "users": page("/v1/users"),
         "tokens": page("/v1/tokens"),
+        "webhooks": page("/v1/webhooks"),
+        # The log's ids only: its attempts go on being retried in the background.
+        "deliveries": {
+            w["id"]: [{"id": d["id"]} for d in page(f"/v1/webhooks/{w['id']}/deliveries")["data"]]
+            for w in page("/v1/webhooks")["data"]
+        },
     }
 
 
@@ -611,6 +633,13 @@ SAMPLES: dict[RouteKey, Sampler] = {
     ("GET", "/v1/transactions/me"): lambda s, c: [Call(), Call(query={"role": "recipient"})],
     ("GET", "/v1/transactions/{transaction_id}"): one(),
     ("PATCH", "/v1/tokens/{token_id}"): one({"metadataUri": "ipfs://hijacked/{id}"}),
+    ("POST", "/v1/webhooks"): one(
+        {"url": "http://127.0.0.1:9/beta-hooks", "eventTypes": ["transaction.mined"]}
+    ),
+    ("GET", "/v1/webhooks"): one(),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): one(),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): one(),
+    ("POST", "/v1/webhooks/{webhook_id}/test"): one(),
 }
 
 
@@ -653,6 +682,17 @@ def test_no_route_gives_another_tenant_access(platform: Platform) -> None:
     mint = {"type": "mint", "tokenId": a.token_ids[0], "to": a.wallet.address, "amount": "5"}
     created = ok(client.post("/v1/transactions", json=mint, headers={"X-API-Key": a.api_key}), 202)
     a.transaction_ids.append(created["id"])
+    # Settled before the snapshot: its `transaction.mined` event adds a delivery to A's webhook log.
+    wait_for(
+        lambda: ok(client.get(f"/v1/transactions/{created['id']}", headers={"X-API-Key": a.api_key})),
+        lambda op: op["status"] == "mined",
+        "tenant A's mint",
+    )
+    wait_for(
+        lambda: ok(client.get(f"/v1/webhooks/{a.webhook_ids[0]}/deliveries", headers=a.tenant.admin_headers)),
+        lambda log: len(log["data"]) == 2,
+        "tenant A's transaction.mined delivery",
+    )
     before = snapshot(platform, a)
 
     sweep = Sweep(platform, a, b, before)

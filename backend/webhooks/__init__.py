@@ -1,0 +1,1 @@
+"""Webhooks: signed, retried deliveries of platform events to the tenant's receivers."""
