@@ -2,7 +2,8 @@
 Sends the platform's own transactions (deployments, tenant onboarding) from the relayer account,
 with EIP-1559 fees and the per-transaction gas cap enforced before anything is broadcast."""
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account import Account
@@ -38,6 +39,9 @@ class Chain:
     w3: Web3
     network: NetworkConfig
     relayer: LocalAccount
+    # One platform transaction at a time per process: the nonce is read from the node, and the relay's
+    # pump registers its lanes from another thread while jobs deploy.
+    _sending: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def chain_id(self) -> int:
@@ -74,10 +78,11 @@ class Chain:
                 cap=self.network.tx_gas_cap,
             )
         tx["gas"] = min(int(estimate * GAS_HEADROOM) + extra_gas, self.network.tx_gas_cap)
-        tx["nonce"] = self.w3.eth.get_transaction_count(sender.address, "pending")
-        signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
         try:
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            with self._sending:
+                tx["nonce"] = self.w3.eth.get_transaction_count(sender.address, "pending")
+                signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
         except TimeExhausted as exc:
             raise ChainUnavailable(
