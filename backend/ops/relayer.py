@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from web3 import Web3
 from web3.types import Wei
 
-from backend.chain.client import Chain, dev_account
+from backend.chain.client import Chain
 from backend.kit.api import Schema
 from backend.kit.errors import PersError
 from backend.kit.types import Uint256Out
@@ -165,12 +165,12 @@ def check_fundable(network: NetworkConfig) -> None:
 
 def fund(chain: Chain, address: str, amount_wei: int) -> int:
     """Adds `amount_wei` to `address` on a development network and returns its new balance. A JSON-RPC
-    dev node (anvil) sets the balance; the embedded EVM transfers from one of its funded dev accounts."""
+    dev node (anvil) sets the balance; on the embedded EVM the platform's relayer, which holds its ether,
+    transfers it (a dev account would be some lane's: a transfer from it would take the lane's nonce)."""
     check_fundable(chain.network)
     checksum = Web3.to_checksum_address(address)
     if chain.network.embedded:
-        donor = dev_account(9)  # funded at genesis, used by nothing else
-        chain.send({"to": checksum, "value": Wei(amount_wei)}, sender=donor)
+        chain.send({"to": checksum, "value": Wei(amount_wei)})
     else:
         balance = chain.w3.eth.get_balance(checksum)
         chain.rpc("anvil_setBalance", checksum, hex(balance + amount_wei))

@@ -166,7 +166,7 @@ def test_pers_relayer_status_and_fund_on_anvil(production_platform: Platform) ->
     assert w3.eth.get_balance(RELAYER) - before > Web3.to_wei(4.9, "ether")
 
 
-def test_fund_on_the_embedded_evm_transfers_from_a_dev_account(embedded_platform: Platform) -> None:
+def test_fund_on_the_embedded_evm_transfers_from_the_platform_relayer(embedded_platform: Platform) -> None:
     """`pers up`'s chain lives in its process: the service funds from the EVM's genesis accounts."""
     runtime = embedded_platform.client.app.state.runtime  # type: ignore[attr-defined]
     fresh = Web3.to_checksum_address("0x" + "ab" * 20)
