@@ -24,6 +24,7 @@ from web3 import Web3
 
 from backend.chain.client import Chain, connect, dev_account
 from backend.chain.deploy import ContractKind, CreditSpec, TokenKind, create_tenant_contracts, deploy_platform
+from backend.kit.db import scratch_database
 from backend.settings import PROJECT_ROOT, Settings
 from tests.platform import Platform
 
@@ -193,20 +194,11 @@ def service_url(variable: str, default: str, port: int, what: str) -> str:
 @contextmanager
 def throwaway_postgres() -> Iterator[str]:
     """A new, empty database on the test server, dropped afterwards."""
-    import psycopg
-
     base = service_url(
         "PERS_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test", 5432, "PostgreSQL"
     )
-    name = f"pers_test_{uuid.uuid4().hex[:10]}"
-    admin_dsn = base.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(base, "pers_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ from backend.chain.deploy import (
 )
 from backend.chain.operations import SignedGroup
 from backend.chain.typed_data import ZERO_ADDRESS, Operation, TokenStandard
+from backend.kit.db import scratch_database
 from backend.kit.errors import PersError
 from backend.settings import PROJECT_ROOT, Settings
 
@@ -84,21 +85,6 @@ def _anvil() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-@contextmanager
-def _database(server: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"pers_bench_{uuid.uuid4().hex[:10]}"
-    admin = server.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
@@ -342,7 +328,7 @@ def run(
     broker = os.environ.get("PERS_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
     with ExitStack() as stack:
         rpc_url = stack.enter_context(_anvil())
-        db_url = stack.enter_context(_database(database))
+        db_url = stack.enter_context(scratch_database(database, "pers_bench"))
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pers-bench-")))
         port, operator = free_port(), "op_bench_" + secrets.token_hex(24)
         queue = f"pers-bench-{uuid.uuid4().hex[:8]}"

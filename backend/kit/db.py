@@ -101,3 +101,20 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A worker task's transaction: committed when the block ends, rolled back if it raises."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty Postgres database on the server of `server_url` (tests and benchmarks), dropped
+    afterwards."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin_dsn = server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
