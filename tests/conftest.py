@@ -5,6 +5,7 @@ Services come from the environment (PERS_TEST_RPC_URL) or are started here. A ti
 is missing is skipped with a loud reason locally; under CI=true any skip fails the run."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import kombu
@@ -46,27 +48,63 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+class Server:
+    """A private server process on a fixed port that a fault test stops and starts again (anvil,
+    a broker): nobody else uses it, so restarting it disturbs no one."""
+
+    def __init__(self, command: list[str], port: int, what: str) -> None:
+        self.command, self.port, self.what = command, port, what
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not reachable("127.0.0.1", self.port):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.process.kill()
+                pytest.fail(f"{self.what} did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """A clean stop (anvil writes its `--state` file on the way out)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
+
+
 @contextmanager
-def running_anvil() -> Iterator[str]:
-    """A fresh anvil node on a free port, stopped afterwards."""
+def running_anvil(state: Path | None = None) -> Iterator[Server]:
+    """A fresh anvil node on a free port (its chain kept in `state` across restarts), stopped afterwards."""
     if not ANVIL.exists():
         missing(f"anvil not found at {ANVIL}: run `npm ci` in contracts/")
     port = free_port()
-    proc = subprocess.Popen(
-        [str(ANVIL), "--port", str(port), "--silent"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not Web3(Web3.HTTPProvider(url)).is_connected():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("anvil did not start")
-        time.sleep(0.05)
+    command = [str(ANVIL), "--port", str(port), "--silent"]
+    node = Server([*command, "--state", str(state)] if state else command, port, "anvil")
+    node.start()
     try:
-        yield url
+        yield node
     finally:
-        proc.terminate()
-        proc.wait(10)
+        node.stop()
+
+
+@contextmanager
+def private_redis() -> Iterator[Server]:
+    """A Redis server of the test's own (no persistence: a restart loses every message it held)."""
+    redis = shutil.which("redis-server")
+    if redis is None:
+        missing("redis-server is not installed (the fault tests restart a private broker)")
+    port = free_port()
+    server = Server(
+        [str(redis), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        port,
+        "redis-server",
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +112,8 @@ def anvil_url() -> Iterator[str]:
     if url := os.environ.get("PERS_TEST_RPC_URL"):
         yield url
         return
-    with running_anvil() as url:
-        yield url
+    with running_anvil() as node:
+        yield f"http://127.0.0.1:{node.port}"
 
 
 @pytest.fixture(scope="session")
@@ -261,73 +299,106 @@ def embedded_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
     stop.set()
 
 
+PERS = [sys.executable, "-m", "backend.cli"]
+
+
+@dataclass
+class Stack:
+    """The production processes on given services: `pers api` and `pers worker` processes (which a
+    fault test may kill and start again), their logs under `data`."""
+
+    platform: Platform
+    env: dict[str, str]
+    data: Path
+    workers: list["subprocess.Popen[bytes]"]
+
+    def start_worker(self) -> "subprocess.Popen[bytes]":
+        log = open(self.data / f"worker-{len(self.workers)}.log", "w")  # noqa: SIM115
+        worker = subprocess.Popen([*PERS, "worker"], env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=log)
+        log.close()  # the child holds its own descriptor
+        self.workers.append(worker)
+        return worker
+
+
+@contextmanager
+def production_stack(
+    data: Path, database_url: str, broker_url: str, redis_url: str, rpc_url: str, workers: int = 1, **env: str
+) -> Iterator[Stack]:
+    """`pers db upgrade`, then `pers api` and `workers` `pers worker` processes on the given services, driven
+    over HTTP; every process is stopped afterwards. `env` adds PERS_* settings."""
+    port = free_port()
+    queue = f"pers-test-{uuid.uuid4().hex[:8]}"  # other runs on this broker keep to their own
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PERS_")}
+    environ.update(
+        PERS_DATA_DIR=str(data),
+        PERS_DATABASE_URL=database_url,
+        PERS_BROKER_URL=broker_url,
+        PERS_QUEUE=queue,
+        PERS_REDIS_URL=redis_url,
+        PERS_NETWORK="local",
+        PERS_LOCAL_RPC_URL=rpc_url,
+        PERS_RELAY_RESEND_AFTER="1",  # the relay fault tests stop and drop transactions
+        PERS_RELAY_REPLACE_AFTER="4",
+        PERS_OPERATOR_TOKEN=OPERATOR_TOKEN,
+        PERS_MASTER_KEY=uuid.uuid4().hex + uuid.uuid4().hex,
+        PERS_JWT_SECRET=uuid.uuid4().hex,
+        PERS_SIWE_DOMAINS=f'["127.0.0.1:{port}"]',
+        **{f"PERS_{name.upper()}": str(value) for name, value in STACK_SETTINGS.items()},
+        **{f"PERS_{name.upper()}": value for name, value in env.items()},
+    )
+    upgrade = subprocess.run(
+        [*PERS, "db", "upgrade"], env=environ, capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    api_log = open(data / "api.log", "w")  # noqa: SIM115
+    api = subprocess.Popen(
+        [*PERS, "api", "--port", str(port)],
+        env=environ,
+        cwd=PROJECT_ROOT,
+        stdout=api_log,
+        stderr=subprocess.STDOUT,
+    )
+    api_log.close()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    w3 = Web3(Web3.HTTPProvider(rpc_url))
+    stack = Stack(Platform(client, OPERATOR_TOKEN, w3, f"127.0.0.1:{port}", environ), environ, data, [])
+    try:
+        for _ in range(workers):
+            stack.start_worker()
+        deadline = time.monotonic() + 60
+        while not reachable("127.0.0.1", port):
+            assert api.poll() is None, (data / "api.log").read_text()
+            assert time.monotonic() < deadline, "pers api did not start"
+            time.sleep(0.1)
+        yield stack
+    finally:
+        client.close()
+        for proc in [api, *stack.workers]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [api, *stack.workers]:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if not broker_url.startswith("redis"):
+            with kombu.Connection(broker_url) as connection:
+                connection.default_channel.queue_delete(queue)
+
+
 @pytest.fixture(scope="session")
 def production_platform(
     tmp_path_factory: pytest.TempPathFactory, postgres_url: str, broker_url: str, redis_url: str
 ) -> Iterator[Platform]:
     """The production processes: `pers db upgrade`, `pers worker` and `pers api` on Postgres, RabbitMQ,
     Redis and a fresh anvil, driven over HTTP."""
-    with running_anvil() as rpc_url:
-        port = free_port()
-        data = tmp_path_factory.mktemp("production")
-        queue = f"pers-test-{uuid.uuid4().hex[:8]}"  # other runs on this broker keep to their own
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PERS_")}
-        env.update(
-            PERS_DATA_DIR=str(data),
-            PERS_DATABASE_URL=postgres_url,
-            PERS_BROKER_URL=broker_url,
-            PERS_QUEUE=queue,
-            PERS_REDIS_URL=redis_url,
-            PERS_NETWORK="local",
-            PERS_LOCAL_RPC_URL=rpc_url,
-            PERS_RELAY_RESEND_AFTER="1",  # the relay fault tests stop and drop transactions
-            PERS_RELAY_REPLACE_AFTER="4",
-            PERS_OPERATOR_TOKEN=OPERATOR_TOKEN,
-            PERS_MASTER_KEY=uuid.uuid4().hex + uuid.uuid4().hex,
-            PERS_JWT_SECRET=uuid.uuid4().hex,
-            PERS_SIWE_DOMAINS=f'["127.0.0.1:{port}"]',
-            **{f"PERS_{name.upper()}": str(value) for name, value in STACK_SETTINGS.items()},
-        )
-        pers = [sys.executable, "-m", "backend.cli"]
-        upgrade = subprocess.run(
-            [*pers, "db", "upgrade"], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT
-        )
-        assert upgrade.returncode == 0, upgrade.stderr
-        logs = {name: open(data / f"{name}.log", "w") for name in ("worker", "api")}  # noqa: SIM115
-        processes = [
-            subprocess.Popen(
-                [*pers, "worker"], env=env, cwd=PROJECT_ROOT, stdout=logs["worker"], stderr=subprocess.STDOUT
-            ),
-            subprocess.Popen(
-                [*pers, "api", "--port", str(port)],
-                env=env,
-                cwd=PROJECT_ROOT,
-                stdout=logs["api"],
-                stderr=subprocess.STDOUT,
-            ),
-        ]
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while not reachable("127.0.0.1", port):
-                assert all(p.poll() is None for p in processes), (data / "api.log").read_text()
-                assert time.monotonic() < deadline, "pers api did not start"
-                time.sleep(0.1)
-            with httpx.Client(base_url=base, timeout=30) as client:
-                w3 = Web3(Web3.HTTPProvider(rpc_url))
-                yield Platform(client, OPERATOR_TOKEN, w3, f"127.0.0.1:{port}", env)
-        finally:
-            for proc in processes:
-                proc.terminate()
-            for proc in processes:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            for handle in logs.values():
-                handle.close()
-            with kombu.Connection(broker_url) as connection:
-                connection.default_channel.queue_delete(queue)
+    data = tmp_path_factory.mktemp("production")
+    with (
+        running_anvil() as node,
+        production_stack(data, postgres_url, broker_url, redis_url, f"http://127.0.0.1:{node.port}") as stack,
+    ):
+        yield stack.platform
 
 
 @pytest.fixture(params=["embedded", "production"])

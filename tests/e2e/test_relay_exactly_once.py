@@ -1,0 +1,176 @@
+"""Exactly once under faults (issue 9's must-show), on Postgres, a broker and anvil of the test's own:
+2,000 mints in random order, singles and batches, each Idempotency-Key sent again at random, while
+the workers are killed with SIGKILL at random moments and restarted, the node is stopped for 20 s and
+started again with its state kept (its mempool lost), and the broker is restarted (losing the
+messages it held). Every accepted operation ends `mined` or `failed` with a reason, the balances are
+exactly the distinct mints, no nonce is used twice and every lane's nonce on chain is the one we keep."""
+
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from sqlalchemy import create_engine, func, select
+
+from backend.relay.models import Lane, Operation, RelayerTransaction
+from tests.conftest import Server, Stack, private_redis, production_stack, running_anvil, throwaway_postgres
+from tests.e2e.test_relay import Shop, open_shop
+from tests.platform import wait_for
+
+MINTS, SINGLES, HOLDERS = 2000, 400, 25
+NODE_DOWN = 20.0  # seconds the node is stopped
+
+
+def submissions(rng: random.Random, shop: Shop) -> list[tuple[str, str, dict[str, Any]]]:
+    """(Idempotency-Key, path, body) for each distinct request: singles, then batches of 10-150."""
+    holders = [Account.create().address for _ in range(HOLDERS)]
+    mints = [
+        {
+            "type": "mint",
+            "tokenId": shop.credit_id,
+            "to": rng.choice(holders),
+            "amount": str(rng.randint(1, 9)),
+        }
+        for _ in range(MINTS)
+    ]
+    requests = [(f"single-{i}", "/v1/transactions", body) for i, body in enumerate(mints[:SINGLES])]
+    rest = mints[SINGLES:]
+    while rest:
+        size = rng.randint(10, 150)
+        requests.append((f"batch-{len(requests)}", "/v1/transactions/batch", {"operations": rest[:size]}))
+        rest = rest[size:]
+    return requests
+
+
+def faults(stack: Stack, node: Server, broker: Server, rng: random.Random, log: list[str]) -> None:
+    """Kills a random worker now and then (restarting it), stops the node for NODE_DOWN seconds and
+    restarts the broker, a worker being killed and started while each is down."""
+
+    def pause() -> None:
+        time.sleep(rng.uniform(0.5, 3))
+
+    def kill_a_worker() -> None:
+        victim = rng.choice([w for w in stack.workers if w.poll() is None])
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        time.sleep(rng.uniform(0, 1))
+        stack.start_worker()
+        log.append(f"killed worker {victim.pid}")
+
+    def outage(server: Server, seconds: float) -> None:
+        server.stop()
+        log.append(f"{server.what} stopped")
+        stopped = time.monotonic()
+        pause()
+        kill_a_worker()  # a worker that starts while it is down
+        time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
+        server.start()
+        log.append(f"{server.what} started after {time.monotonic() - stopped:.1f} s")
+
+    steps: list[Callable[[], None]] = [
+        kill_a_worker,
+        lambda: outage(node, NODE_DOWN),
+        kill_a_worker,
+        lambda: outage(broker, rng.uniform(2, 5)),
+        kill_a_worker,
+    ]
+    for step in steps:
+        pause()
+        step()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_mints_end_exactly_once_while_workers_die_the_node_stops_and_the_broker_restarts(
+    workers: int, tmp_path: Path, redis_url: str
+) -> None:
+    seed = int.from_bytes(os.urandom(4))
+    rng = random.Random(seed)
+    with (
+        throwaway_postgres() as database_url,
+        private_redis() as broker,
+        running_anvil(tmp_path / "anvil-state.json") as node,
+        production_stack(
+            tmp_path,
+            database_url,
+            f"redis://127.0.0.1:{broker.port}/0",
+            redis_url,
+            f"http://127.0.0.1:{node.port}",
+            workers=workers,
+            relay_lanes="2",
+        ) as stack,
+    ):
+        platform = stack.platform
+        shop = open_shop(platform, "Chaos")
+        distinct = submissions(rng, shop)
+        order = distinct + rng.sample(distinct, len(distinct) // 4)  # the same keys submitted again
+        rng.shuffle(order)
+        log: list[str] = []
+        chaos = threading.Thread(target=faults, args=(stack, node, broker, random.Random(seed + 1), log))
+        chaos.start()
+        answers: dict[str, list[str]] = {}
+        try:
+            for key, path, body in order:
+                answer = platform.client.post(path, json=body, headers={**shop.key, "Idempotency-Key": key})
+                assert answer.status_code == 202, (seed, log, answer.text)
+                found = answer.json()
+                if "operations" in body:
+                    assert all(item["status"] == 202 for item in found["data"]), found
+                    ids = [item["transaction"]["id"] for item in found["data"]]
+                else:
+                    ids = [found["id"]]
+                assert answers.setdefault(key, ids) == ids  # the same key answers the same operations
+                time.sleep(rng.uniform(0, 0.08))  # spread over the faults
+        finally:
+            chaos.join()
+        accepted = {op_id for ids in answers.values() for op_id in ids}
+        assert len(accepted) == MINTS
+
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as connection:
+
+                def statuses() -> dict[str, int]:
+                    rows = connection.execute(
+                        select(Operation.status, func.count()).group_by(Operation.status)
+                    ).all()
+                    connection.commit()
+                    return {status: count for status, count in rows}
+
+                final = wait_for(
+                    statuses, lambda s: set(s) <= {"mined", "failed"}, f"settling (seed {seed}, {log})", 300
+                )
+                assert sum(final.values()) == MINTS
+                unexplained = connection.execute(
+                    select(func.count()).where(Operation.status == "failed", Operation.error_code.is_(None))
+                ).scalar()
+                assert unexplained == 0
+                # Exactly once: each holder holds exactly what was minted for it, once.
+                expected: dict[str, int] = {}
+                for _, _, body in distinct:
+                    for op in body.get("operations", [body]):
+                        expected[op["to"]] = expected.get(op["to"], 0) + int(op["amount"])
+                on_chain = {h: shop.credit.functions.balanceOf(h).call() for h in expected}
+                assert on_chain == expected, (seed, log, final)
+                # No nonce used twice, nothing left pending, and no gap: the chain's count is ours.
+                used = connection.execute(
+                    select(RelayerTransaction.lane_id, RelayerTransaction.nonce, func.count())
+                    .where(RelayerTransaction.status == "mined")
+                    .group_by(RelayerTransaction.lane_id, RelayerTransaction.nonce)
+                ).all()
+                assert used and all(count == 1 for *_, count in used)
+                pending = connection.execute(
+                    select(func.count()).where(RelayerTransaction.status == "pending")
+                ).scalar()
+                assert pending == 0
+                for address, next_nonce in connection.execute(select(Lane.address, Lane.next_nonce)):
+                    assert platform.w3.eth.get_transaction_count(address) == next_nonce, address
+        finally:
+            engine.dispose()
+        assert sum(w.poll() is None for w in stack.workers) == workers, "a worker died by itself"
+        assert sum("killed" in line for line in log) >= 5
