@@ -29,12 +29,10 @@ from backend.businesses.models import Business
 from backend.businesses.service import signer_context
 from backend.chain.client import GAS_HEADROOM, Chain
 from backend.chain.operations import (
-    NOT_FINAL,
     RECEIVER_GAS,
     Failure,
     Outcome,
     SignedGroup,
-    outcomes,
     token,
 )
 from backend.chain.typed_data import Domain, TokenStandard, digest, sign
@@ -45,6 +43,7 @@ from backend.relay import events
 from backend.relay.encoding import as_bytes, as_int, execute_data, field
 from backend.relay.lanes import open_lanes
 from backend.relay.models import Lane, Operation, RelayerTransaction
+from backend.relay.recovery import consumed, recover
 from backend.relay.schemas import record
 from backend.relay.service import chain_operation, domain_of
 from backend.runtime import Runtime
@@ -332,10 +331,34 @@ class Pump:
             chain, _ = self.chain(network)
             raw = chain.rpc("eth_getTransactionReceipt", tx_hash)
             if raw is None:
-                self._maybe_resend(chain, tx_id)
+                if not self._recover(chain, tx_id):
+                    self._maybe_resend(chain, tx_id)
                 continue
             progressed |= self._record(chain, tx_id, Receipt.of(raw))
         return progressed
+
+    def _recover(self, chain: Chain, tx_id: uuid.UUID) -> bool:
+        """Settles a transaction the chain went past without mining it (see `recovery`)."""
+        with jobs.committed(self.runtime.sessions) as session:
+            record = session.scalar(
+                select(RelayerTransaction)
+                .where(RelayerTransaction.id == tx_id, RelayerTransaction.status == "pending")
+                .with_for_update(skip_locked=True)
+            )
+            if record is None:
+                return False
+            first = session.scalar(select(Operation).where(Operation.relayer_tx_id == record.id).limit(1))
+            contract = None
+            if first is not None:
+                standard = self._domain(session, first).standard
+                contract = self._contract(chain, standard, record.contract_address)
+            ran = recover(session, chain, contract, record, self.runtime.settings.relay_resend_after)
+            if ran is None:
+                return False
+            log.warning("relay.nonce_passed", tx_id=str(tx_id), nonce=record.nonce, ran=len(ran))
+            for op, outcome in ran:
+                _apply(session, op, outcome, NO_RECEIPT)
+        return True
 
     def _maybe_resend(self, chain: Chain, tx_id: uuid.UUID) -> None:
         """No receipt yet: after a while the stored bytes are sent again (the node may have lost them);
@@ -456,7 +479,7 @@ class Pump:
             for op in ops:
                 outcome = found.get((op.signer.lower(), op.ref))
                 if outcome is not None and outcome.failure is Failure.REF_USED:
-                    outcome = _consumed_earlier(chain, contract, op) or outcome
+                    outcome = consumed(chain, contract, op) or outcome
                 op.gas_used, op.relayer_tx_id = share, record.id
                 _apply(session, op, outcome, receipt)
         return True
@@ -498,6 +521,9 @@ class Receipt:
         )
 
 
+NO_RECEIPT = Receipt(1, 0, 0, "", [])  # an outcome read from the logs, in a transaction we did not record
+
+
 def _outcomes(address: str, receipt: Receipt) -> dict[tuple[str, str], Outcome]:
     """`operations.outcomes` by (signer, ref), read straight from the topics: the token's own logs
     only, without the generic ABI decoder (the hot path of settling thousands of operations)."""
@@ -535,30 +561,6 @@ def _apply(session: Session, op: Operation, outcome: Outcome | None, receipt: Re
             op.status, op.error_code = "failed", outcome.failure.name.lower()
     metrics.observe_operation(op.network, op.status, (now - op.created_at).total_seconds())
     _notify(session, op, "transaction.mined" if op.status == "mined" else "transaction.failed")
-
-
-def _consumed_earlier(chain: Chain, contract: Contract, op: Operation) -> Outcome | None:
-    """The final outcome of the (signer, ref) in an earlier transaction (a re-sent or replaced one of
-    ours): the operation takes it, not a `ref_used` failure."""
-    topics = [
-        "0x" + Web3.keccak(text=signature).hex().removeprefix("0x")
-        for signature in ("OperationExecuted(bytes32,address)", "OperationFailed(bytes32,address,uint8)")
-    ]
-    signer_topic = "0x" + "00" * 12 + op.signer[2:].lower()
-    logs = chain.w3.eth.get_logs(
-        {
-            "address": contract.address,
-            "fromBlock": 0,
-            "toBlock": "latest",
-            "topics": [topics, op.ref, signer_topic],
-        }
-    )
-    for log_entry in logs:
-        receipt = chain.w3.eth.get_transaction_receipt(log_entry["transactionHash"])
-        for outcome in outcomes(contract, receipt):
-            if outcome.ref.hex() == op.ref[2:] and outcome.failure not in NOT_FINAL:
-                return outcome
-    return None
 
 
 def _broadcast(chain: Chain, raw: bytes) -> None:

@@ -194,3 +194,44 @@ def test_mints_end_exactly_once_while_a_worker_is_killed_and_keys_are_resent(
     with database(platform) as engine, engine.connect() as connection:
         for address, next_nonce in connection.execute(select(Lane.address, Lane.next_nonce)):
             assert platform.w3.eth.get_transaction_count(address) == next_nonce
+
+
+def test_a_transaction_whose_nonce_someone_else_used_is_recovered(production_platform: Platform) -> None:
+    """The lane's key used elsewhere while our transaction waited, and the node forgot ours: the
+    chain's nonce passes it with no receipt. The mint is queued again with its ref, mined once in a
+    new transaction, and the lane's nonce follows the chain."""
+    platform = production_platform
+    shop = open_shop(platform, "Passed")
+    holder = Account.create().address
+    rpc = platform.w3.provider.make_request
+    with database(platform) as engine:
+
+        def carrier(op_id: str) -> Any:
+            with engine.connect() as connection:
+                return connection.execute(
+                    select(Lane.address, RelayerTransaction.nonce, RelayerTransaction.id)
+                    .join(Lane, Lane.id == RelayerTransaction.lane_id)
+                    .join(Operation, Operation.relayer_tx_id == RelayerTransaction.id)
+                    .where(Operation.id == op_id)
+                ).first()
+
+        rpc("evm_setAutomine", [False])  # type: ignore[arg-type]
+        try:
+            created = mint(platform, shop, holder, "5")
+            address, nonce, lost = wait_for(lambda: carrier(created["id"]), bool, "the mint's transaction")
+            rpc("anvil_dropAllTransactions", [])  # type: ignore[arg-type]
+            rpc("anvil_setNonce", [address, hex(nonce + 1)])  # type: ignore[arg-type]
+        finally:
+            rpc("evm_setAutomine", [True])  # type: ignore[arg-type]
+        done = settled(platform, shop.key, created["id"])
+        assert done["status"] == "mined", done
+        assert shop.credit.functions.balanceOf(holder).call() == 5
+        _, new_nonce, carried = carrier(created["id"])
+        assert carried != lost and new_nonce > nonce
+        with engine.connect() as connection:
+            dropped = connection.execute(
+                select(RelayerTransaction.status).where(RelayerTransaction.id == lost)
+            ).scalar()
+            assert dropped == "dropped"
+            next_nonce = connection.execute(select(Lane.next_nonce).where(Lane.address == address)).scalar()
+    assert platform.w3.eth.get_transaction_count(address) == next_nonce
