@@ -16,6 +16,7 @@ from backend.kit.db import make_engine, make_sessionmaker
 from backend.kit.errors import PersError
 from backend.kit.keystore import Keystore
 from backend.kit.ratelimit import RateLimiter, build_rate_limiter
+from backend.relay.lanes import LaneNonces
 from backend.settings import Settings
 
 
@@ -53,7 +54,9 @@ class Runtime:
     def chain(self, network: str) -> Chain:
         with self._lock:
             if network not in self._chains:
-                self._chains[network] = connect(self.settings, network)
+                chain = connect(self.settings, network)
+                chain.nonces = LaneNonces(self.sessions)  # shared with every process on the database
+                self._chains[network] = chain
             return self._chains[network]
 
     def platform(self, network: str) -> PlatformDeployment:

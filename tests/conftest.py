@@ -365,7 +365,7 @@ def production_stack(
     try:
         for _ in range(workers):
             stack.start_worker()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine imports slowly
         while not reachable("127.0.0.1", port):
             assert api.poll() is None, (data / "api.log").read_text()
             assert time.monotonic() < deadline, "pers api did not start"

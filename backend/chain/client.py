@@ -4,13 +4,14 @@ with EIP-1559 fees and the per-transaction gas cap enforced before anything is b
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
 from eth_typing import ChecksumAddress, HexStr
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
@@ -34,14 +35,33 @@ def dev_account(index: int = 0) -> LocalAccount:
     return account
 
 
+class Nonces(Protocol):
+    """Gives a platform transaction its sender's next nonce, signs it and broadcasts it; returns its hash."""
+
+    def broadcast(self, chain: "Chain", sender: LocalAccount, tx: TxParams) -> HexBytes: ...
+
+
+@dataclass
+class NodeNonces:
+    """Nonces read from the node, one transaction at a time in this process: for a connection with
+    no database (the CLI's deploy, benches, test fixtures). The platform's processes keep theirs in
+    Postgres lanes instead (`backend.relay.lanes.LaneNonces`), shared by every worker."""
+
+    _sending: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def broadcast(self, chain: "Chain", sender: LocalAccount, tx: TxParams) -> HexBytes:
+        with self._sending:
+            nonce = chain.w3.eth.get_transaction_count(sender.address, "pending")
+            signed = sender.sign_transaction({**tx, "nonce": nonce})  # type: ignore[dict-item]
+            return chain.w3.eth.send_raw_transaction(signed.raw_transaction)
+
+
 @dataclass
 class Chain:
     w3: Web3
     network: NetworkConfig
     relayer: LocalAccount
-    # One platform transaction at a time per process: the nonce is read from the node, and the relay's
-    # pump registers its lanes from another thread while jobs deploy.
-    _sending: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    nonces: Nonces = field(default_factory=NodeNonces, repr=False, compare=False)
 
     @property
     def chain_id(self) -> int:
@@ -79,21 +99,18 @@ class Chain:
             )
         tx["gas"] = min(int(estimate * GAS_HEADROOM) + extra_gas, self.network.tx_gas_cap)
         try:
-            with self._sending:
-                tx["nonce"] = self.w3.eth.get_transaction_count(sender.address, "pending")
-                signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
-                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
+            sent = self.nonces.broadcast(self, sender, tx)
+            receipt = self.w3.eth.wait_for_transaction_receipt(sent, timeout=RECEIPT_TIMEOUT)
         except TimeExhausted as exc:
-            raise ChainUnavailable(
-                f"no receipt for {signed.hash.to_0x_hex()}", code="receipt_timeout"
-            ) from exc
+            raise ChainUnavailable(str(exc), code="receipt_timeout") from exc
         except OSError as exc:  # requests' connection errors and timeouts
             raise ChainUnavailable(f"node unreachable: {exc}") from exc
         except Web3Exception as exc:  # nonce races, underpriced replacements, rate limits: try again later
             raise ChainUnavailable(f"broadcast failed: {exc}") from exc
         if receipt["status"] != 1:
-            raise ChainError(f"transaction {signed.hash.to_0x_hex()} reverted", code="execution_reverted")
+            raise ChainError(
+                f"transaction {receipt['transactionHash'].to_0x_hex()} reverted", code="execution_reverted"
+            )
         return receipt
 
     def call(

@@ -1,24 +1,32 @@
-"""Lanes: the relayer wallets that carry operations, one nonce sequence each, kept in Postgres.
+"""Lanes: one nonce sequence per sending wallet and network, kept in Postgres. The relay's wallets
+carry operations; the platform's relayer (and a tenant's admin) send platform transactions.
 
-A worker locks a lane row FOR UPDATE (SKIP LOCKED, so workers spread over the lanes), takes its next
-nonce and stores the signed transaction in the same commit: no nonce is used twice and none is lost,
-however many `pers worker` processes run."""
+A worker locks a lane row FOR UPDATE (the pump with SKIP LOCKED, so workers spread over its lanes),
+takes its next nonce and stores the signed transaction in the same commit: no nonce is used twice and
+none is lost, however many `pers worker` processes run on however many machines."""
 
-from dataclasses import dataclass
+import threading
+import uuid
+from dataclasses import dataclass, field
 
+import structlog
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from web3.types import TxParams
 
 from backend.chain.client import Chain, dev_account
-from backend.chain.deploy import FACTORY, register_relayer
+from backend.chain.deploy import register_relayer
 from backend.kit.db import unit_of_work, utcnow
 from backend.kit.errors import ConfigError
 from backend.relay.models import Lane, Operation, RelayerTransaction
-from backend.runtime import Runtime
 from backend.settings import NetworkConfig, Settings
+
+log = structlog.get_logger()
+NO_CONTRACT = "0x" + "00" * 20  # a deployment's `to`
 
 DEV_LANE_BASE = 9  # development accounts 9, 8, ... (0 is the platform's relayer, 1-4 serve tests)
 
@@ -31,25 +39,74 @@ def lane_accounts(settings: Settings, network: NetworkConfig) -> list[LocalAccou
     return [dev_account(DEV_LANE_BASE - i) for i in range(min(settings.relay_lanes, 5))]
 
 
-def open_lanes(runtime: Runtime, chain: Chain) -> dict[str, LocalAccount]:
-    """Registers the lanes with the platform's factory, makes their rows, and resyncs each nonce
-    against the chain: the chain's count when nothing of ours is pending, never below what we stored."""
-    network = chain.network.name
-    accounts = lane_accounts(runtime.settings, chain.network)
-    factory = runtime.platform(network).contracts[FACTORY]
+def open_lanes(
+    settings: Settings, sessions: sessionmaker[Session], chain: Chain, factory: str
+) -> dict[str, LocalAccount]:
+    """Registers the relay's lanes with the platform's factory, makes their rows and resyncs each nonce."""
+    accounts = lane_accounts(settings, chain.network)
     for account in accounts:
         register_relayer(chain, factory, account.address)
     for account in accounts:
-        with unit_of_work(runtime.sessions) as session:
-            lane = _lane_row(session, network, account.address)
-            pending = session.scalar(
-                select(func.count())
-                .select_from(RelayerTransaction)
-                .where(RelayerTransaction.lane_id == lane.id, RelayerTransaction.status == "pending")
-            )
-            on_chain = chain.w3.eth.get_transaction_count(account.address, "pending")
-            lane.next_nonce = max(lane.next_nonce, on_chain) if pending else on_chain
+        with unit_of_work(sessions) as session:
+            _resync(session, chain, _lane_row(session, chain.network.name, account.address))
     return {a.address: a for a in accounts}
+
+
+def _resync(session: Session, chain: Chain, lane: Lane) -> None:
+    """The lane's nonce against the chain: the chain's count when nothing of ours is pending (someone
+    else may have used the wallet), never below what we stored while something is."""
+    pending = session.scalar(
+        select(func.count())
+        .select_from(RelayerTransaction)
+        .where(RelayerTransaction.lane_id == lane.id, RelayerTransaction.status == "pending")
+    )
+    on_chain = chain.w3.eth.get_transaction_count(chain.w3.to_checksum_address(lane.address), "pending")
+    lane.next_nonce = max(lane.next_nonce, on_chain) if pending else on_chain
+
+
+@dataclass
+class LaneNonces:
+    """Platform transactions (deployments, relayer registration, minter roles, funding) on lanes: the
+    sender's lane row is locked, its nonce taken and the signed transaction stored before broadcast,
+    as the pump does with operations. The pump settles them with its own, and sends their stored bytes
+    again if the node loses them; a nonce someone else used is recovered the same way."""
+
+    sessions: sessionmaker[Session]
+    # SQLite (`pers up`) has no row locks: one lease at a time in the process, which is all there is.
+    _leasing: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def broadcast(self, chain: Chain, sender: LocalAccount, tx: TxParams) -> HexBytes:
+        with self._leasing, unit_of_work(self.sessions) as session:
+            lane = _lane_row(session, chain.network.name, sender.address)
+            _resync(session, chain, lane)
+            signed = sender.sign_transaction({**tx, "nonce": lane.next_nonce})  # type: ignore[dict-item]
+            session.add(
+                RelayerTransaction(
+                    id=uuid.uuid4(),
+                    lane_id=lane.id,
+                    network=lane.network,
+                    contract_address=tx.get("to") or NO_CONTRACT,
+                    nonce=lane.next_nonce,
+                    tx_hash=signed.hash.to_0x_hex(),
+                    raw=bytes(signed.raw_transaction),
+                    max_fee_per_gas=int(tx["maxFeePerGas"]),
+                    max_priority_fee_per_gas=int(tx["maxPriorityFeePerGas"]),
+                    status="pending",
+                    broadcast_at=utcnow(),
+                )
+            )
+            lane.next_nonce += 1
+        broadcast(chain, bytes(signed.raw_transaction))
+        return signed.hash
+
+
+def broadcast(chain: Chain, raw: bytes) -> None:
+    """Sends stored bytes; a failure is left to settling (already known, nonce too low: it ran; the
+    node down: sent again later)."""
+    try:
+        chain.w3.eth.send_raw_transaction(raw)
+    except Exception as exc:
+        log.info("relay.broadcast_failed", error=str(exc)[:200])
 
 
 def _lane_row(session: Session, network: str, address: str) -> Lane:

@@ -28,6 +28,7 @@ from backend.auth.principal import TenantScope
 from backend.businesses.models import Business
 from backend.businesses.service import signer_context
 from backend.chain.client import GAS_HEADROOM, Chain
+from backend.chain.deploy import FACTORY
 from backend.chain.operations import (
     RECEIVER_GAS,
     Failure,
@@ -41,7 +42,7 @@ from backend.kit.db import utcnow
 from backend.ops import metrics
 from backend.relay import events
 from backend.relay.encoding import as_bytes, as_int, execute_data, field
-from backend.relay.lanes import open_lanes
+from backend.relay.lanes import broadcast, open_lanes
 from backend.relay.models import Lane, Operation, RelayerTransaction
 from backend.relay.recovery import consumed, recover
 from backend.relay.schemas import record
@@ -120,7 +121,8 @@ class Pump:
     def chain(self, network: str) -> tuple[Chain, dict[str, LocalAccount]]:
         chain = self.runtime.chain(network)
         if network not in self.lanes:
-            self.lanes[network] = open_lanes(self.runtime, chain)
+            factory = self.runtime.platform(network).contracts[FACTORY]
+            self.lanes[network] = open_lanes(self.runtime.settings, self.runtime.sessions, chain, factory)
         return chain, self.lanes[network]
 
     # --- sending ----------------------------------------------------------------------------------
@@ -154,7 +156,7 @@ class Pump:
                 return False
             raw = self._send(session, chain, lane, accounts[lane.address], contract, ops)
         if raw is not None:  # stored before broadcast: a crash from here on re-sends these bytes
-            _broadcast(chain, raw)
+            broadcast(chain, raw)
         return True
 
     def _send(
@@ -389,7 +391,7 @@ class Pump:
                 raw = self._replacement(session, chain, record) or raw
             record.broadcast_at = now
         log.info("relay.resend", tx_id=str(tx_id), replaced=raw != record.raw)
-        _broadcast(chain, raw)
+        broadcast(chain, raw)
 
     def _replacement(self, session: Session, chain: Chain, record: RelayerTransaction) -> bytes | None:
         """The same transaction with fees 25% higher within the network's cap, stored before it is sent;
@@ -561,13 +563,6 @@ def _apply(session: Session, op: Operation, outcome: Outcome | None, receipt: Re
             op.status, op.error_code = "failed", outcome.failure.name.lower()
     metrics.observe_operation(op.network, op.status, (now - op.created_at).total_seconds())
     _notify(session, op, "transaction.mined" if op.status == "mined" else "transaction.failed")
-
-
-def _broadcast(chain: Chain, raw: bytes) -> None:
-    try:
-        chain.w3.eth.send_raw_transaction(raw)
-    except Exception as exc:  # already known, nonce too low (it ran), node down: settling sorts it out
-        log.info("relay.broadcast_failed", error=str(exc)[:200])
 
 
 def _notify(session: Session, op: Operation, event_type: str) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -235,3 +236,59 @@ def test_a_transaction_whose_nonce_someone_else_used_is_recovered(production_pla
             assert dropped == "dropped"
             next_nonce = connection.execute(select(Lane.next_nonce).where(Lane.address == address)).scalar()
     assert platform.w3.eth.get_transaction_count(address) == next_nonce
+
+
+def test_two_workers_deploy_and_grant_roles_at_once_on_the_lanes(production_platform: Platform) -> None:
+    """Platform transactions (tenant contracts, credit tokens, minter roles) from two workers at once
+    take their nonces from the senders' lanes in Postgres: every one stored before broadcast and
+    mined, each nonce used once, and the lanes' nonces are the chain's."""
+    platform = production_platform
+    assert platform.env is not None
+    log = open(PROJECT_ROOT / ".pytest-platform-worker.log", "w")  # noqa: SIM115
+    second = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "worker"],
+        env=platform.env,
+        cwd=PROJECT_ROOT,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            shops = list(pool.map(lambda n: open_shop(platform, f"Twin{n}"), range(4)))
+        holder = Account.create().address
+        for shop in shops:  # each business holds its roles: its mint goes through
+            assert settled(platform, shop.key, mint(platform, shop, holder, "2")["id"])["status"] == "mined"
+        with database(platform) as engine, engine.connect() as connection:
+
+            relay_lanes = platform.w3.eth.accounts[5:]  # the dev accounts the relay's lanes use
+
+            def platform_transactions() -> list[Any]:
+                connection.commit()
+                return list(
+                    connection.execute(
+                        select(Lane.address, RelayerTransaction.nonce, RelayerTransaction.status)
+                        .join(Lane, Lane.id == RelayerTransaction.lane_id)
+                        .where(Lane.address.not_in(relay_lanes))
+                    )
+                )
+
+            sent = wait_for(
+                platform_transactions,
+                lambda rows: all(r.status == "mined" for r in rows),
+                "platform transactions settling",
+            )
+            relayer = platform.w3.eth.accounts[0]
+            by_sender: dict[str, list[int]] = {}
+            for address, nonce, _ in sent:
+                by_sender.setdefault(address, []).append(nonce)
+            assert len(by_sender[relayer]) >= 8  # 4 tenants' contracts and credit tokens, at least
+            for nonces in by_sender.values():
+                assert len(nonces) == len(set(nonces))
+            for address, next_nonce in connection.execute(select(Lane.address, Lane.next_nonce)):
+                assert platform.w3.eth.get_transaction_count(address) == next_nonce, address
+    finally:
+        second.terminate()
+        second.wait(20)
+        log.close()
+        (PROJECT_ROOT / ".pytest-platform-worker.log").unlink(missing_ok=True)
+    assert sum(shop.credit.functions.balanceOf(holder).call() for shop in shops) == 8
