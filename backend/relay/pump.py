@@ -172,7 +172,10 @@ class Pump:
         all of them failed before a transaction)."""
         dom = self._domain(session, ops[0])
         contract = self._contract(chain, dom.standard, contract_address)
-        per_op = self.mint_gas.get(contract_address) if _custodial_mints(dom, ops) else None
+        # The model is learned from large transactions and sizes only those: a few operations pay
+        # fixed costs (new holders, a fresh ref word) that it spreads thin.
+        modelled = len(ops) >= MODEL_MIN_OPS and _custodial_mints(dom, ops)
+        per_op = self.mint_gas.get(contract_address) if modelled else None
         if per_op is not None:
             ops = ops[: max(1, int((chain.network.tx_gas_cap - MODEL_BASE) / (per_op * MODEL_HEADROOM)))]
         while True:
@@ -494,8 +497,10 @@ def _custodial_mints(dom: Domain, ops: list[Operation]) -> bool:
 
 
 def _out_of_gas(record: RelayerTransaction, receipt: "Receipt") -> bool:
+    """Whether it reverted for lack of gas: with less than the 1/64 of its gas that a call keeps back
+    (EIP-150) left, an inner call starved and the revert that followed is not the operations' doing."""
     limit = TypedTransaction.from_bytes(HexBytes(record.raw)).as_dict()["gas"]
-    return bool(receipt.gas_used >= limit)
+    return bool(receipt.gas_used >= limit - limit // 64)
 
 
 EXECUTED = bytes(Web3.keccak(text="OperationExecuted(bytes32,address)"))
