@@ -308,8 +308,8 @@ def ensure_port_free(host: str, port: int) -> None:
 @app.command("worker")
 @reports_errors
 def worker() -> None:
-    """Run the Celery worker (one job at a time: platform transactions share the relayer nonce), the
-    outbox sweeper and the relay's pump (several workers share the relay's lanes and queues)."""
+    """Run the Celery worker (one job at a time), the outbox sweeper and the relay's pump: several
+    workers share the lanes (operations' and platform transactions' nonces) and the queues."""
     import threading
 
     from backend.ops.metrics import Exposition

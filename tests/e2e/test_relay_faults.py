@@ -259,7 +259,6 @@ def test_two_workers_deploy_and_grant_roles_at_once_on_the_lanes(production_plat
         for shop in shops:  # each business holds its roles: its mint goes through
             assert settled(platform, shop.key, mint(platform, shop, holder, "2")["id"])["status"] == "mined"
         with database(platform) as engine, engine.connect() as connection:
-
             relay_lanes = platform.w3.eth.accounts[5:]  # the dev accounts the relay's lanes use
 
             def platform_transactions() -> list[Any]:
