@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from eth_account import Account
 from sqlalchemy import create_engine, func, select
@@ -25,6 +26,7 @@ from tests.platform import wait_for
 
 MINTS, SINGLES, HOLDERS = 2000, 400, 25
 NODE_DOWN = 20.0  # seconds the node is stopped
+Job = Callable[[], None]
 
 
 def submissions(rng: random.Random, shop: Shop) -> list[tuple[str, str, dict[str, Any]]]:
@@ -48,9 +50,12 @@ def submissions(rng: random.Random, shop: Shop) -> list[tuple[str, str, dict[str
     return requests
 
 
-def faults(stack: Stack, node: Server, broker: Server, rng: random.Random, log: list[str]) -> None:
+def faults(
+    stack: Stack, node: Server, broker: Server, rng: random.Random, log: list[str], while_broker_down: Job
+) -> None:
     """Kills a random worker now and then (restarting it), stops the node for NODE_DOWN seconds and
-    restarts the broker, a worker being killed and started while each is down."""
+    restarts the broker, a worker being killed and started while each is down; `while_broker_down`
+    runs while the broker is. Whatever goes wrong is logged (the test fails on it)."""
 
     def pause() -> None:
         time.sleep(rng.uniform(0.5, 3))
@@ -63,10 +68,11 @@ def faults(stack: Stack, node: Server, broker: Server, rng: random.Random, log: 
         stack.start_worker()
         log.append(f"killed worker {victim.pid}")
 
-    def outage(server: Server, seconds: float) -> None:
+    def outage(server: Server, seconds: float, meanwhile: Job = lambda: None) -> None:
         server.stop()
         log.append(f"{server.what} stopped")
         stopped = time.monotonic()
+        meanwhile()
         pause()
         kill_a_worker()  # a worker that starts while it is down
         time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
@@ -77,12 +83,15 @@ def faults(stack: Stack, node: Server, broker: Server, rng: random.Random, log: 
         kill_a_worker,
         lambda: outage(node, NODE_DOWN),
         kill_a_worker,
-        lambda: outage(broker, rng.uniform(2, 5)),
+        lambda: outage(broker, rng.uniform(2, 5), while_broker_down),
         kill_a_worker,
     ]
-    for step in steps:
-        pause()
-        step()
+    try:
+        for step in steps:
+            pause()
+            step()
+    except BaseException as exc:  # pytest.fail raises BaseException; a thread would swallow it
+        log.append(f"fault schedule broke: {exc!r}")
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -111,7 +120,15 @@ def test_mints_end_exactly_once_while_workers_die_the_node_stops_and_the_broker_
         order = distinct + rng.sample(distinct, len(distinct) // 4)  # the same keys submitted again
         rng.shuffle(order)
         log: list[str] = []
-        chaos = threading.Thread(target=faults, args=(stack, node, broker, random.Random(seed + 1), log))
+        tokens: list[httpx.Response] = []
+
+        def create_token() -> None:  # its activation job is sent while the broker is down
+            body = {"kind": "credit", "name": "Later Points", "symbol": "LTR"}
+            tokens.append(platform.client.post("/v1/tokens", json=body, headers=shop.tenant.admin_headers))
+
+        chaos = threading.Thread(
+            target=faults, args=(stack, node, broker, random.Random(seed + 1), log, create_token)
+        )
         chaos.start()
         answers: dict[str, list[str]] = {}
         try:
@@ -128,6 +145,7 @@ def test_mints_end_exactly_once_while_workers_die_the_node_stops_and_the_broker_
                 time.sleep(rng.uniform(0, 0.08))  # spread over the faults
         finally:
             chaos.join()
+        assert not [line for line in log if "broke" in line], log
         accepted = {op_id for ids in answers.values() for op_id in ids}
         assert len(accepted) == MINTS
 
@@ -174,5 +192,15 @@ def test_mints_end_exactly_once_while_workers_die_the_node_stops_and_the_broker_
                     assert platform.w3.eth.get_transaction_count(address) == next_nonce, address
         finally:
             engine.dispose()
+        # The job sent while the broker was down was not lost (the outbox's sweeper sends it again).
+        (created,) = tokens
+        assert created.status_code == 202, created.text
+        token_id = created.json()["id"]
+        activated = wait_for(
+            lambda: platform.client.get(f"/v1/tokens/{token_id}", headers=shop.tenant.admin_headers).json(),
+            lambda token: token["status"] != "pending",
+            "the token created while the broker was down",
+        )
+        assert activated["status"] == "active", activated
         assert sum(w.poll() is None for w in stack.workers) == workers, "a worker died by itself"
         assert sum("killed" in line for line in log) >= 5
