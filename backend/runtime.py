@@ -55,7 +55,11 @@ class Runtime:
         with self._lock:
             if network not in self._chains:
                 chain = connect(self.settings, network)
-                chain.nonces = LaneNonces(self.sessions)  # shared with every process on the database
+                # Lanes share nonces with every process on the database. The embedded EVM lives in one
+                # process and starts empty each run, where stored nonces and transactions mean nothing:
+                # it keeps the node's nonces.
+                if not chain.network.embedded:
+                    chain.nonces = LaneNonces(self.sessions)
                 self._chains[network] = chain
             return self._chains[network]
 

@@ -72,7 +72,7 @@ class LaneNonces:
     again if the node loses them; a nonce someone else used is recovered the same way."""
 
     sessions: sessionmaker[Session]
-    # SQLite (`pers up`) has no row locks: one lease at a time in the process, which is all there is.
+    # SQLite has no row locks, and serves one process: there, one lease at a time is the row lock.
     _leasing: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def broadcast(self, chain: Chain, sender: LocalAccount, tx: TxParams) -> HexBytes:
