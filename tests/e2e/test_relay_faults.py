@@ -11,7 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from eth_account import Account
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from hexbytes import HexBytes
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
@@ -197,10 +200,14 @@ def test_mints_end_exactly_once_while_a_worker_is_killed_and_keys_are_resent(
             assert platform.w3.eth.get_transaction_count(address) == next_nonce
 
 
-def test_a_transaction_whose_nonce_someone_else_used_is_recovered(production_platform: Platform) -> None:
+@pytest.mark.parametrize("ran_elsewhere", [False, True])
+def test_a_transaction_whose_nonce_someone_else_used_is_recovered(
+    production_platform: Platform, ran_elsewhere: bool
+) -> None:
     """The lane's key used elsewhere while our transaction waited, and the node forgot ours: the
-    chain's nonce passes it with no receipt. The mint is queued again with its ref, mined once in a
-    new transaction, and the lane's nonce follows the chain."""
+    chain's nonce passes it with no receipt. A mint that never ran is queued again with its ref and
+    mined once in a new transaction; one that ran in the other transaction (its group replayed with
+    our nonce) takes that transaction's outcome from the token's log. The lane's nonce follows the chain."""
     platform = production_platform
     shop = open_shop(platform, "Passed")
     holder = Account.create().address
@@ -210,7 +217,9 @@ def test_a_transaction_whose_nonce_someone_else_used_is_recovered(production_pla
         def carrier(op_id: str) -> Any:
             with engine.connect() as connection:
                 return connection.execute(
-                    select(Lane.address, RelayerTransaction.nonce, RelayerTransaction.id)
+                    select(
+                        Lane.address, RelayerTransaction.nonce, RelayerTransaction.id, RelayerTransaction.raw
+                    )
                     .join(Lane, Lane.id == RelayerTransaction.lane_id)
                     .join(Operation, Operation.relayer_tx_id == RelayerTransaction.id)
                     .where(Operation.id == op_id)
@@ -219,16 +228,36 @@ def test_a_transaction_whose_nonce_someone_else_used_is_recovered(production_pla
         rpc("evm_setAutomine", [False])  # type: ignore[arg-type]
         try:
             created = mint(platform, shop, holder, "5")
-            address, nonce, lost = wait_for(lambda: carrier(created["id"]), bool, "the mint's transaction")
+            address, nonce, lost, raw = wait_for(
+                lambda: carrier(created["id"]), bool, "the mint's transaction"
+            )
             rpc("anvil_dropAllTransactions", [])  # type: ignore[arg-type]
-            rpc("anvil_setNonce", [address, hex(nonce + 1)])  # type: ignore[arg-type]
+            if ran_elsewhere:  # the same calldata from the lane's key, with our nonce and higher fees
+                ours = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+                other = platform.w3.eth.send_transaction(
+                    {
+                        "from": address,
+                        "to": shop.credit.address,
+                        "data": HexBytes(ours["data"]),
+                        "nonce": nonce,
+                        "gas": ours["gas"],
+                        "maxFeePerGas": 2 * ours["maxFeePerGas"],
+                        "maxPriorityFeePerGas": 2 * ours["maxPriorityFeePerGas"],
+                    }
+                )
+                rpc("evm_mine", [])  # type: ignore[arg-type]
+            else:
+                rpc("anvil_setNonce", [address, hex(nonce + 1)])  # type: ignore[arg-type]
         finally:
             rpc("evm_setAutomine", [True])  # type: ignore[arg-type]
         done = settled(platform, shop.key, created["id"])
         assert done["status"] == "mined", done
         assert shop.credit.functions.balanceOf(holder).call() == 5
-        _, new_nonce, carried = carrier(created["id"])
-        assert carried != lost and new_nonce > nonce
+        _, new_nonce, carried, _ = carrier(created["id"])
+        if ran_elsewhere:
+            assert done["txHash"] == other.to_0x_hex() and carried == lost
+        else:
+            assert carried != lost and new_nonce > nonce
         with engine.connect() as connection:
             dropped = connection.execute(
                 select(RelayerTransaction.status).where(RelayerTransaction.id == lost)
