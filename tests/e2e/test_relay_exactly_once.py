@@ -79,7 +79,7 @@ def faults(
         server.start()
         log.append(f"{server.what} started after {time.monotonic() - stopped:.1f} s")
 
-    steps: list[Callable[[], None]] = [
+    steps: list[Job] = [
         kill_a_worker,
         lambda: outage(node, NODE_DOWN),
         kill_a_worker,
