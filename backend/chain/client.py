@@ -61,7 +61,10 @@ class Chain:
     w3: Web3
     network: NetworkConfig
     relayer: LocalAccount
-    nonces: Nonces = field(default_factory=NodeNonces, repr=False, compare=False)
+    nonces: Nonces = field(default_factory=NodeNonces, repr=False, compare=False)  # the relayer's
+    # Tenant admins' role and registry transactions: their own wallets, kept out of the platform's
+    # lanes and relayer views; a nonce race between workers is retried by the job.
+    admin_nonces: NodeNonces = field(default_factory=NodeNonces, repr=False, compare=False)
 
     @property
     def chain_id(self) -> int:
@@ -99,7 +102,8 @@ class Chain:
             )
         tx["gas"] = min(int(estimate * GAS_HEADROOM) + extra_gas, self.network.tx_gas_cap)
         try:
-            sent = self.nonces.broadcast(self, sender, tx)
+            nonces = self.nonces if sender.address == self.relayer.address else self.admin_nonces
+            sent = nonces.broadcast(self, sender, tx)
             receipt = self.w3.eth.wait_for_transaction_receipt(sent, timeout=RECEIPT_TIMEOUT)
         except TimeExhausted as exc:
             raise ChainUnavailable(str(exc), code="receipt_timeout") from exc

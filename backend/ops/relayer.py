@@ -94,7 +94,7 @@ def networks_in_use(settings: Settings) -> dict[str, list[str]]:
 
 def wallet_addresses(session: Session | None, chain: Chain) -> dict[str, int | None]:
     """Address → local next nonce: the platform relayer first (None until it has sent through its lane),
-    then every lane (the relay's wallets, and tenant admins that sent platform transactions)."""
+    then the lanes (its own and the relay's)."""
     lanes = () if session is None else relay_view().lanes(session, chain.network.name)
     wallets: dict[str, int | None] = {chain.relayer.address: None}
     wallets.update({Web3.to_checksum_address(lane.address): lane.next_nonce for lane in lanes})

@@ -1,5 +1,5 @@
 """Lanes: one nonce sequence per sending wallet and network, kept in Postgres. The relay's wallets
-carry operations; the platform's relayer (and a tenant's admin) send platform transactions.
+carry operations; the platform's relayer sends platform transactions.
 
 A worker locks a lane row FOR UPDATE (the pump with SKIP LOCKED, so workers spread over its lanes),
 takes its next nonce and stores the signed transaction in the same commit: no nonce is used twice and
@@ -66,8 +66,9 @@ def _resync(session: Session, chain: Chain, lane: Lane) -> None:
 
 @dataclass
 class LaneNonces:
-    """Platform transactions (deployments, relayer registration, minter roles, funding) on lanes: the
-    sender's lane row is locked, its nonce taken and the signed transaction stored before broadcast,
+    """The platform relayer's transactions (deployments, tenant contracts and credit tokens, relayer
+    registration, admin top-ups) on its lane: the row is locked, its nonce taken and the signed
+    transaction stored before broadcast,
     as the pump does with operations. The pump settles them with its own, and sends their stored bytes
     again if the node loses them; a nonce someone else used is recovered the same way."""
 

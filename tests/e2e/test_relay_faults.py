@@ -268,9 +268,9 @@ def test_a_transaction_whose_nonce_someone_else_used_is_recovered(
 
 
 def test_two_workers_deploy_and_grant_roles_at_once_on_the_lanes(production_platform: Platform) -> None:
-    """Platform transactions (tenant contracts, credit tokens, minter roles) from two workers at once
-    take their nonces from the senders' lanes in Postgres: every one stored before broadcast and
-    mined, each nonce used once, and the lanes' nonces are the chain's."""
+    """Platform transactions (tenant contracts, credit tokens) from two workers at once take their
+    nonces from the relayer's lane in Postgres: every one stored before broadcast and mined, each
+    nonce used once, and the lanes' nonces are the chain's; the businesses get their minter roles."""
     platform = production_platform
     assert platform.env is not None
     log = open(PROJECT_ROOT / ".pytest-platform-worker.log", "w")  # noqa: SIM115
