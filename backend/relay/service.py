@@ -175,6 +175,8 @@ def submit_many(
             session.expunge(result)
             results[index] = _ref_used()
     _flush(session)
+    if any(isinstance(r, Operation) for r in results):
+        events.wake(session)
     return results
 
 
@@ -224,7 +226,7 @@ def accept(context: _Context, body: TransactionCreate, *, flush: bool = True) ->
     context.session.add(op)
     if flush:
         _flush(context.session)
-    events.queued.set()
+        events.wake(context.session)
     return op
 
 
