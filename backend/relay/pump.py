@@ -12,6 +12,7 @@ ref). Operations travel as plain rows and are written with a few set-based state
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,20 @@ from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_tester.exceptions import TransactionFailed
 from eth_typing import HexStr
 from hexbytes import HexBytes
-from sqlalchemy import BigInteger, Integer, String, Uuid, bindparam, cast, column, select, update, values
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    String,
+    Uuid,
+    any_,
+    bindparam,
+    cast,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from web3 import Web3
 from web3.contract import Contract
@@ -88,7 +102,21 @@ CLAIMED = (
     Operation.signature,
     Operation.created_at,
 )
-Op = Any  # a row of the CLAIMED columns
+# What settling needs of a submitted one.
+SETTLED = (
+    Operation.id,
+    Operation.tenant_id,
+    Operation.environment,
+    Operation.network,
+    Operation.token_type_id,
+    Operation.contract_address,
+    Operation.type,
+    Operation.signer,
+    Operation.signed_by,
+    Operation.ref,
+    Operation.created_at,
+)
+Op = Any  # a row of the CLAIMED or SETTLED columns
 
 
 class Pump:
@@ -263,10 +291,10 @@ class Pump:
             "tx_hash": record.tx_hash,
             "submitted_at": record.broadcast_at,
         }
-        session.execute(update(OPERATION).where(OPERATION.c.id.in_([op.id for op in ops])).values(submitted))
-        platform = [op.id for op in ops if op.signed_by != "external"]
+        session.execute(update(OPERATION).where(_among(session, ops)).values(submitted))
+        platform = [op for op in ops if op.signed_by != "external"]
         if platform:  # the deadline its group was signed with
-            session.execute(update(OPERATION).where(OPERATION.c.id.in_(platform)).values(deadline=deadline))
+            session.execute(update(OPERATION).where(_among(session, platform)).values(deadline=deadline))
         events.notify_changed(session, ops, "transaction.submitted")
         return record.raw
 
@@ -362,7 +390,7 @@ class Pump:
 
     def _fail(self, session: Session, ops: list[Op], code: str) -> None:
         failed = {"status": "failed", "error_code": code, "finished_at": utcnow()}
-        session.execute(update(OPERATION).where(OPERATION.c.id.in_([op.id for op in ops])).values(failed))
+        session.execute(update(OPERATION).where(_among(session, ops)).values(failed))
         events.notify_changed(session, ops, "transaction.failed")
 
     # --- settling ---------------------------------------------------------------------------------
@@ -489,7 +517,7 @@ class Pump:
                 sibling.status, sibling.finished_at = "replaced", utcnow()
             carriers = [record.id, *(s.id for s in siblings)]
             ops = session.execute(
-                select(*CLAIMED).where(Operation.relayer_tx_id.in_(carriers), Operation.status == "submitted")
+                select(*SETTLED).where(Operation.relayer_tx_id.in_(carriers), Operation.status == "submitted")
             ).all()
             record.status = "mined" if receipt.status == 1 else "reverted"
             record.block_number, record.gas_used = receipt.block_number, receipt.gas_used
@@ -501,8 +529,8 @@ class Pump:
                 for kind in {_kind(op) for op in ops}:
                     self.gas_per_op.pop((record.contract_address, kind), None)
                 queued = {"status": "queued", "relayer_tx_id": None, "tx_hash": None, "submitted_at": None}
-                ids = [op.id for op in ops]  # nothing ran: queued again, estimated next time
-                session.execute(update(OPERATION).where(OPERATION.c.id.in_(ids)).values(queued))
+                # nothing ran: queued again, estimated next time
+                session.execute(update(OPERATION).where(_among(session, ops)).values(queued))
                 return True
             kinds = {_kind(op) for op in ops}
             if receipt.status == 1 and len(ops) >= MODEL_MIN_OPS and len(kinds) == 1:
@@ -616,27 +644,40 @@ def _outcome_row(op: Op, outcome: Outcome | None, receipt: Receipt) -> dict[str,
 
 
 OUTCOME_COLUMNS = (
-    column("op_id", Uuid),
-    column("status", String),
-    column("error_code", String),
-    column("tx_hash", String),
-    column("block_number", BigInteger),
-    column("log_index", Integer),
+    ("op_id", Uuid),
+    ("status", String),
+    ("error_code", String),
+    ("tx_hash", String),
+    ("block_number", BigInteger),
+    ("log_index", Integer),
 )
 
 
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _among(session: Session, ops: Sequence[Op]) -> ColumnElement[bool]:
+    """`operations.id` is one of `ops`: a single array parameter on Postgres (a thousand placeholders
+    cost more to render and parse than the statement costs to run), `IN (…)` elsewhere."""
+    ids = [op.id for op in ops]
+    if _postgres(session):
+        return OPERATION.c.id == any_(bindparam("ids", ids, type_=ARRAY(Uuid)))
+    return OPERATION.c.id.in_(ids)
+
+
 def _write_outcomes(session: Session, rows: list[dict[str, Any]], common: dict[str, Any]) -> None:
-    """Every operation's own outcome plus what they share: one UPDATE … FROM (VALUES …) on Postgres,
-    one executemany elsewhere (SQLite)."""
-    names = [c.name for c in OUTCOME_COLUMNS[1:]]
-    if session.get_bind().dialect.name == "postgresql":
-        given = values(*OUTCOME_COLUMNS, name="outcome").data([tuple(r.values()) for r in rows])
-        # A column NULL in every row would reach Postgres as text: each is cast to its own type.
-        own: dict[str, Any] = {name: cast(given.c[name], OPERATION.c[name].type) for name in names}
+    """Every operation's own outcome plus what they share, in one statement: UPDATE … FROM unnest(one
+    array per column) on Postgres, an executemany elsewhere (SQLite)."""
+    names = [name for name, _ in OUTCOME_COLUMNS]
+    if _postgres(session):
+        arrays = [bindparam(f"new_{n}", [r[n] for r in rows], type_=ARRAY(t)) for n, t in OUTCOME_COLUMNS]
+        given = func.unnest(*arrays).table_valued(*names).render_derived(name="outcome")
+        # A column NULL in every row reaches Postgres as text: each is cast to its column's type.
+        own: dict[str, Any] = {n: cast(given.c[n], OPERATION.c[n].type) for n in names[1:]}
         session.execute(update(OPERATION).where(OPERATION.c.id == given.c.op_id).values(**own, **common))
-    else:
-        # executemany: bound names differ from the columns' (SQLAlchemy reserves those for SET)
-        own = {name: bindparam(f"new_{name}") for name in names}
+    else:  # bound names differ from the columns' (SQLAlchemy reserves those for SET)
+        own = {n: bindparam(f"new_{n}") for n in names[1:]}
         statement = update(OPERATION).where(OPERATION.c.id == bindparam("new_op_id")).values(**own, **common)
         session.execute(statement, [{f"new_{k}": v for k, v in row.items()} for row in rows])
 
