@@ -185,7 +185,10 @@ def _insert(session: Session, ops: list[Operation]) -> None:
     """A batch's rows in multi-row INSERTs: the unit of work's bookkeeping per object costs more than
     the rows themselves (the objects stay outside the session, as the answer's records)."""
     try:
-        session.execute(insert(Operation), [{k: v for k, v in vars(op).items() if k[0] != "_"} for op in ops])
+        table = Operation.metadata.tables[Operation.__tablename__]
+        unset = dict.fromkeys(table.c.keys())  # every row names every column (one statement for all)
+        rows = [unset | {k: v for k, v in vars(op).items() if k[0] != "_"} for op in ops]
+        session.execute(insert(table), rows)
     except IntegrityError as exc:  # the same signed group, submitted at the same moment elsewhere
         raise _ref_used() from exc
 
