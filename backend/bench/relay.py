@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from eth_account import Account
 from eth_typing import HexStr
+from sqlalchemy import create_engine, distinct, func, select
 from web3 import Web3
 
 from backend.chain import operations, typed_data
@@ -31,12 +32,15 @@ from backend.chain.deploy import (
     CreditSpec,
     create_tenant_contracts,
     deploy_platform,
+    register_relayer,
     tenant_key,
 )
 from backend.chain.operations import SignedGroup
 from backend.chain.typed_data import ZERO_ADDRESS, Operation, TokenStandard
 from backend.kit.db import scratch_database
 from backend.kit.errors import PersError
+from backend.relay.encoding import encode_group, execute_data
+from backend.relay.models import Operation as Queued
 from backend.settings import PROJECT_ROOT, Settings
 
 ANVIL = PROJECT_ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -51,7 +55,6 @@ LIMITS = {
         "SIGNIN_FAILURES_PER_ADDRESS",
     )
 }
-GROUP = 300  # operations per pre-signed group in the chain-limit run
 
 
 def free_port() -> int:
@@ -239,16 +242,32 @@ def _relay_run(
     return count / elapsed, latencies
 
 
-def _chain_side(rpc_url: str, data_dir: Path, baseline_ops: int, limit_ops: int) -> tuple[float, float]:
-    """The plain web3.py loop and the pre-signed limit, on contracts of their own on the same node."""
+def _ops_per_tx(db_url: str, token_id: str) -> int:
+    """How many operations the pump put in each transaction of a run, on average."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            ops, txs = connection.execute(
+                select(func.count(), func.count(distinct(Queued.relayer_tx_id))).where(
+                    Queued.token_type_id == uuid.UUID(token_id)
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    return max(1, round(ops / max(1, txs)))
+
+
+def _chain_side(
+    rpc_url: str, data_dir: Path, baseline_ops: int, limit_ops: int, group_size: int
+) -> tuple[float, float]:
+    """The plain web3.py loop and the node's limit (groups of `group_size`, the pump's transaction size),
+    on contracts of their own on the same node."""
     settings = Settings(data_dir=data_dir, rpc_url=rpc_url, relayer_key=None, master_key=None)
     chain = connect(settings, "local", rpc_url)
     relayer = dev_account(7)  # not the platform's relayer nor a lane: no nonce shared with the processes
     chain = Chain(chain.w3, chain.network, relayer)
     factory_chain = Chain(chain.w3, chain.network, dev_account(0))
     factory = deploy_platform(factory_chain, data_dir / "bench-factory.json").contracts["TokenFactory"]
-    from backend.chain.deploy import register_relayer
-
     register_relayer(factory_chain, factory, relayer.address)
     minter = Account.create()
     created, _ = create_tenant_contracts(
@@ -289,22 +308,24 @@ def _chain_side(rpc_url: str, data_dir: Path, baseline_ops: int, limit_ops: int)
         )
     baseline = baseline_ops / (time.time() - started)
 
-    transactions = max(1, limit_ops // GROUP)
-    probe = contract.encode_abi("execute", args=[[group(GROUP).as_abi(TokenStandard.CREDIT)]])
-    gas = int(
-        w3.eth.estimate_gas({"from": relayer.address, "to": contract.address, "data": HexStr(probe)}) * 1.2
-    )
+    # The limit: every transaction signed beforehand, all sent without waiting (the node queues them
+    # by nonce), the clock stopped when the last one's raw receipt exists; then every one is checked.
+    transactions = max(1, limit_ops // group_size)
+    probe = execute_data(TokenStandard.CREDIT, [encode_group(TokenStandard.CREDIT, group(group_size))])
+    estimate = w3.eth.estimate_gas({"from": relayer.address, "to": contract.address, "data": HexStr(probe)})
+    gas = min(int(estimate * 1.2), chain.network.tx_gas_cap)
     max_fee, tip = chain.fees()
     nonce = w3.eth.get_transaction_count(relayer.address)
     raws = []
     for i in range(transactions):
-        data = contract.encode_abi("execute", args=[[group(GROUP).as_abi(TokenStandard.CREDIT)]])
         presigned: dict[str, Any] = {
             "type": 2,
             "chainId": chain.network.chain_id,
             "nonce": nonce + i,
             "to": contract.address,
-            "data": data,
+            "data": execute_data(
+                TokenStandard.CREDIT, [encode_group(TokenStandard.CREDIT, group(group_size))]
+            ),
             "gas": gas,
             "maxFeePerGas": max_fee,
             "maxPriorityFeePerGas": tip,
@@ -312,10 +333,12 @@ def _chain_side(rpc_url: str, data_dir: Path, baseline_ops: int, limit_ops: int)
         }
         raws.append(relayer.sign_transaction(presigned).raw_transaction)
     started = time.time()
-    hashes = [w3.eth.send_raw_transaction(raw) for raw in raws]
-    for tx_hash in hashes:
-        w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01)
-    limit = transactions * GROUP / (time.time() - started)
+    hashes = [w3.eth.send_raw_transaction(raw).to_0x_hex() for raw in raws]
+    _wait(lambda: chain.rpc("eth_getTransactionReceipt", hashes[-1]), "the last transaction mined", 600)
+    limit = transactions * group_size / (time.time() - started)
+    receipts = chain.rpc_many("eth_getTransactionReceipt", [[h] for h in hashes])
+    if any(r is None or int(r["status"], 16) != 1 for r in receipts):
+        raise PersError("bench: a pre-signed transaction failed", code="bench_failed")
     return baseline, limit
 
 
@@ -344,6 +367,7 @@ def run(
             "PERS_MASTER_KEY": secrets.token_hex(32),
             "PERS_JWT_SECRET": secrets.token_hex(32),
             "PERS_LOG_LEVEL": "warning",
+            "PERS_RELAY_LANES": str(min(workers, 2)),  # a lane per worker (dev account 7 is the chain side's)
             **{f"PERS_{name}": value for name, value in LIMITS.items()},
         }
         stack.enter_context(_processes(env, port, workers, data))
@@ -368,7 +392,8 @@ def run(
         batch_rate, _ = _relay_run(
             client, base, shop.key, shop.tokens[1], "/v1/transactions/batch", batches, 4
         )
-        baseline_rate, limit_rate = _chain_side(rpc_url, data, baseline, batch)
+        group_size = _ops_per_tx(db_url, shop.tokens[1])
+        baseline_rate, limit_rate = _chain_side(rpc_url, data, baseline, batch, group_size)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return {
         "single_ops_per_s": round(single_rate, 1),
@@ -381,6 +406,7 @@ def run(
         "batch_vs_baseline": round(batch_rate / baseline_rate, 2),
         "batch_vs_chain_limit": round(batch_rate / limit_rate, 3),
         "operations": {
+            "ops_per_tx": group_size,
             "single": single,
             "batch": batch,
             "baseline": baseline,
