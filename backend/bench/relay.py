@@ -23,6 +23,7 @@ import httpx
 from eth_account import Account
 from eth_typing import HexStr
 from sqlalchemy import create_engine, distinct, func, select
+from sqlalchemy.engine import Engine
 from web3 import Web3
 
 from backend.chain import operations, typed_data
@@ -179,9 +180,12 @@ class _Shop:
         _wait(lambda: all(t.functions.hasRole(role, signer).call() for t in tokens), "minter role")
 
 
-def _mined(client: httpx.Client, key: dict[str, str], token_id: str) -> int:
-    query: dict[str, str | int] = {"status": "mined", "tokenId": token_id, "limit": 1}
-    return int(client.get("/v1/transactions", params=query, headers=key).json()["meta"]["total"])
+def _mined(database: Engine, token_id: str) -> int:
+    """Operations of the token mined so far, read from the database: polling the API would take CPU
+    from the process that is accepting the run's requests."""
+    query = select(func.count()).where(Queued.token_type_id == uuid.UUID(token_id), Queued.status == "mined")
+    with database.connect() as connection:
+        return int(connection.execute(query).scalar_one())
 
 
 def _settle_times(client: httpx.Client, key: dict[str, str], token_id: str) -> dict[str, float]:
@@ -224,6 +228,7 @@ async def _post_all(
 
 
 def _relay_run(
+    database: Engine,
     client: httpx.Client,
     base: str,
     key: dict[str, str],
@@ -235,25 +240,20 @@ def _relay_run(
     count = sum(len(b["operations"]) if "operations" in b else 1 for b in bodies)
     started = time.time()
     sent = asyncio.run(_post_all(base, path, bodies, key, clients))
-    _wait(lambda: _mined(client, key, token_id) >= count, "every operation mined", 600)
+    _wait(lambda: _mined(database, token_id) >= count, "every operation mined", 600)
     elapsed = time.time() - started
     finished = _settle_times(client, key, token_id)
     latencies = [(finished[i] - t) * 1000 for i, t in sent.items() if i in finished]
     return count / elapsed, latencies
 
 
-def _ops_per_tx(db_url: str, token_id: str) -> int:
+def _ops_per_tx(database: Engine, token_id: str) -> int:
     """How many operations the pump put in each transaction of a run, on average."""
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            ops, txs = connection.execute(
-                select(func.count(), func.count(distinct(Queued.relayer_tx_id))).where(
-                    Queued.token_type_id == uuid.UUID(token_id)
-                )
-            ).one()
-    finally:
-        engine.dispose()
+    query = select(func.count(), func.count(distinct(Queued.relayer_tx_id))).where(
+        Queued.token_type_id == uuid.UUID(token_id)
+    )
+    with database.connect() as connection:
+        ops, txs = connection.execute(query).one()
     return max(1, round(ops / max(1, txs)))
 
 
@@ -345,13 +345,13 @@ def _chain_side(
 def run(
     single: int = 2000, batch: int = 10_000, clients: int = 32, workers: int = 1, baseline: int = 200
 ) -> dict[str, Any]:
-    database = os.environ.get(
+    server = os.environ.get(
         "PERS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
     broker = os.environ.get("PERS_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
     with ExitStack() as stack:
         rpc_url = stack.enter_context(_anvil())
-        db_url = stack.enter_context(scratch_database(database, "pers_bench"))
+        db_url = stack.enter_context(scratch_database(server, "pers_bench"))
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pers-bench-")))
         port, operator = free_port(), "op_bench_" + secrets.token_hex(24)
         queue = f"pers-bench-{uuid.uuid4().hex[:8]}"
@@ -374,6 +374,8 @@ def run(
         stack.callback(_delete_queue, broker, queue)
         base = f"http://127.0.0.1:{port}"
         client = stack.enter_context(httpx.Client(base_url=base, timeout=60))
+        database = create_engine(db_url)
+        stack.callback(database.dispose)
         w3 = Web3(Web3.HTTPProvider(rpc_url))
         shop = _Shop(client, operator, w3)
         holders = [Account.create().address for _ in range(100)]
@@ -383,16 +385,16 @@ def run(
 
         single_bodies = [mint(shop.tokens[0], i) for i in range(single)]
         single_rate, latencies = _relay_run(
-            client, base, shop.key, shop.tokens[0], "/v1/transactions", single_bodies, clients
+            database, client, base, shop.key, shop.tokens[0], "/v1/transactions", single_bodies, clients
         )
         batches = [
             {"operations": [mint(shop.tokens[1], i) for i in range(start, min(start + 1000, batch))]}
             for start in range(0, batch, 1000)
         ]
         batch_rate, _ = _relay_run(
-            client, base, shop.key, shop.tokens[1], "/v1/transactions/batch", batches, 4
+            database, client, base, shop.key, shop.tokens[1], "/v1/transactions/batch", batches, 4
         )
-        group_size = _ops_per_tx(db_url, shop.tokens[1])
+        group_size = _ops_per_tx(database, shop.tokens[1])
         baseline_rate, limit_rate = _chain_side(rpc_url, data, baseline, batch, group_size)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return {
