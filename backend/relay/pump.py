@@ -31,8 +31,10 @@ from sqlalchemy import (
     Uuid,
     any_,
     bindparam,
+    case,
     cast,
     func,
+    literal,
     select,
     update,
 )
@@ -290,11 +292,13 @@ class Pump:
             "relayer_tx_id": record.id,
             "tx_hash": record.tx_hash,
             "submitted_at": record.broadcast_at,
+            # a platform-signed operation keeps the deadline its group was signed with
+            "deadline": case(
+                (OPERATION.c.signed_by == "external", OPERATION.c.deadline),
+                else_=literal(deadline, BigInteger),
+            ),
         }
         session.execute(update(OPERATION).where(_among(session, ops)).values(submitted))
-        platform = [op for op in ops if op.signed_by != "external"]
-        if platform:  # the deadline its group was signed with
-            session.execute(update(OPERATION).where(_among(session, platform)).values(deadline=deadline))
         events.notify_changed(session, ops, "transaction.submitted")
         return record.raw
 
