@@ -228,7 +228,7 @@ class Pump:
         all of them failed before a transaction)."""
         dom = self._domain(session, ops[0])
         contract = self._contract(chain, dom.standard, contract_address)
-        ops = ops[: MAX_CALLDATA // (32 * len(dom.standard.fields))]
+        ops = ops[: MAX_CALLDATA // (32 * len(dom.standard.fields))]  # the words of the operations alone
         modelled = self._modelled(contract_address, ops, chain.network.tx_gas_cap)
         if modelled is not None:
             ops = ops[: len(modelled)]
@@ -238,6 +238,10 @@ class Pump:
             if not groups:
                 return None
             data = execute_data(dom.standard, [g for g, _ in groups])
+            size = len(data) // 2 - 1
+            if size > MAX_CALLDATA:  # signed-elsewhere operations carry a group and a signature each
+                ops = ops[: max(1, len(ops) * MAX_CALLDATA // size)]
+                continue
             if modelled is not None:
                 gas = modelled[len(ops) - 1]
                 break
