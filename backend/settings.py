@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     # Dev networks use funded development accounts for their lanes; others need PERS_RELAY_LANE_KEYS.
     relay_lanes: Positive = 1
     relay_lane_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split)] = []
-    relay_max_ops_per_tx: Positive = 300
+    relay_max_ops_per_tx: Positive = 1000  # within the gas cap and the pool size limit, whichever binds
     # A transaction without a receipt is re-sent from its stored bytes after this many seconds (a node
     # restart loses its mempool), and replaced with the same nonce and 25% higher fees after the other.
     relay_resend_after: Annotated[float, Field(gt=0)] = 15.0

@@ -191,10 +191,17 @@ def _word(value: Any) -> bytes:
 def struct_hash(standard: TokenStandard, signer: str, ops: list[Operation], deadline: int) -> bytes:
     """`hashStruct(Operations(signer, ops, deadline))`: the signer is signed, so a signature that two
     accounts would accept (an EOA and a wallet it owns) still runs under one of them only."""
+    encoded = [b"".join(_word(v) for v in op.values(standard).values()) for op in ops]
+    return encoded_struct_hash(standard, signer, encoded, deadline)
+
+
+def encoded_struct_hash(
+    standard: TokenStandard, signer: str, encoded_ops: list[bytes], deadline: int
+) -> bytes:
+    """`struct_hash` over operations already encoded as their fields' words (an operation's
+    `encodeData` is also its ABI encoding: the relay encodes each operation once for both)."""
     op_typehash = standard.operation_typehash
-    op_hashes = b"".join(
-        keccak(op_typehash + b"".join(_word(v) for v in op.values(standard).values())) for op in ops
-    )
+    op_hashes = b"".join(keccak(op_typehash + encoded) for encoded in encoded_ops)
     return keccak(
         standard.operations_typehash
         + _address_word(signer)
@@ -205,9 +212,16 @@ def struct_hash(standard: TokenStandard, signer: str, ops: list[Operation], dead
 
 def digest(domain: Domain, signer: str, ops: list[Operation], deadline: int) -> bytes:
     """The EIP-712 digest the contracts verify: keccak(0x1901 ‖ domainSeparator ‖ structHash)."""
-    return keccak(
-        b"\x19\x01" + domain_separator(domain) + struct_hash(domain.standard, signer, ops, deadline)
-    )
+    return _digest(domain, struct_hash(domain.standard, signer, ops, deadline))
+
+
+def encoded_digest(domain: Domain, signer: str, encoded_ops: list[bytes], deadline: int) -> bytes:
+    """`digest` over operations already encoded as their fields' words."""
+    return _digest(domain, encoded_struct_hash(domain.standard, signer, encoded_ops, deadline))
+
+
+def _digest(domain: Domain, struct: bytes) -> bytes:
+    return keccak(b"\x19\x01" + domain_separator(domain) + struct)
 
 
 def sign(message_digest: bytes, private_key: bytes) -> bytes:

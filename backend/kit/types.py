@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from eth_utils.address import is_checksum_address, to_checksum_address
+from eth_utils.address import to_checksum_address
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -30,9 +30,10 @@ def _address(value: Any) -> str:
         bytes.fromhex(body)
     except ValueError:
         raise PydanticCustomError("invalid_address", "must be a 0x-prefixed 20-byte hex address") from None
-    if body not in (body.lower(), body.upper()) and not is_checksum_address(value):
+    checksummed = to_checksum_address(value)
+    if body not in (body.lower(), body.upper()) and value != checksummed:
         raise PydanticCustomError("invalid_address", "bad EIP-55 checksum")
-    return to_checksum_address(value)
+    return checksummed
 
 
 Address = Annotated[

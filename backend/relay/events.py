@@ -1,18 +1,63 @@
-"""The one door from the relay to webhooks: every status change of an operation passes here."""
+"""The one door from the relay to webhooks (every status change of an operation passes here), and
+the pumps' wake-up when operations are queued."""
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
+import structlog
+from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
+from backend.relay.models import Operation
+from backend.relay.schemas import record
 from backend.webhooks import service as webhooks
 
-# Set when this process queues an operation: a pump in the same process (`pers up`) looks at once.
+log = structlog.get_logger()
+# Set when operations are queued, by this process (`pers up`) or, through Postgres NOTIFY, another one.
 queued = threading.Event()
+CHANNEL = "pers_relay_queued"
 
 
-def notify(session: Session, scope: TenantScope, event_type: str, data: dict[str, Any]) -> None:
-    """Called inside the unit of work that changed the operation: the tenant's webhooks get the event
-    once that unit of work commits."""
-    webhooks.emit(session, scope, event_type, data)
+def notify_changed(session: Session, ops: Sequence[Any], event_type: str) -> None:
+    """Called inside the unit of work that changed the operations (rows with `id`, `tenant_id` and
+    `environment`): the tenants' webhooks get the event once it commits. Only the operations of a
+    tenant that subscribes to the event are read back whole."""
+    by_scope: dict[TenantScope, list[Any]] = {}
+    for op in ops:
+        by_scope.setdefault(TenantScope(op.tenant_id, op.environment), []).append(op.id)
+    for scope, ids in by_scope.items():
+        if not webhooks.subscribed(session, scope, event_type):
+            continue
+        query = select(Operation).where(Operation.id.in_(ids)).order_by(Operation.created_at, Operation.id)
+        for op in session.scalars(query.execution_options(populate_existing=True)):
+            webhooks.emit(session, scope, event_type, record(op))
+
+
+def wake(session: Session) -> None:
+    """Operations were queued in `session`'s transaction: this process's pump looks at once, the
+    other processes' once it commits (Postgres delivers a NOTIFY at commit, and only then)."""
+    queued.set()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+def listen(engine: Engine, stop: threading.Event) -> None:
+    """Sets `queued` at every NOTIFY of another process until `stop` (Postgres only; the pump's slow
+    poll is the safety net for a notification lost while reconnecting)."""
+    if engine.dialect.name != "postgresql":
+        return
+    while not stop.is_set():
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql(f"LISTEN {CHANNEL}")
+                driver = connection.connection.driver_connection
+                assert driver is not None
+                while not stop.is_set():
+                    for _ in driver.notifies(timeout=1, stop_after=1):
+                        queued.set()
+        except Exception:  # the database restarted: listen again
+            log.exception("relay.listen_failed")
+            stop.wait(2)

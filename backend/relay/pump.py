@@ -4,12 +4,17 @@ One step per contract, in one short unit of work: lock a free lane and the oldes
 (SKIP LOCKED, so several workers share the work without sending anything twice), sign each platform
 signer's operations as one group, pack the groups under the gas cap, sign the transaction with the
 lane's next nonce and store its raw bytes and hash with the operations marked `submitted`. Only after
-that commit is it broadcast. Settling reads each receipt's own token logs per (signer, ref)."""
+that commit is it broadcast. The next transaction is prepared while the node runs this one; settling
+fetches the pending receipts in one JSON-RPC batch and reads each one's own token logs per (signer,
+ref). Operations travel as plain rows and are written with a few set-based statements per transaction
+(the hot path carries a thousand of them)."""
 
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -18,35 +23,42 @@ from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_tester.exceptions import TransactionFailed
 from eth_typing import HexStr
 from hexbytes import HexBytes
-from sqlalchemy import select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    String,
+    Uuid,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
 
-from backend.auth.principal import TenantScope
 from backend.businesses.models import Business
 from backend.businesses.service import signer_context
 from backend.chain.client import GAS_HEADROOM, Chain
 from backend.chain.deploy import FACTORY
-from backend.chain.operations import (
-    RECEIVER_GAS,
-    Failure,
-    Outcome,
-    SignedGroup,
-    token,
-)
-from backend.chain.typed_data import Domain, TokenStandard, digest, sign
+from backend.chain.operations import RECEIVER_GAS, Failure, Outcome, token
+from backend.chain.typed_data import Domain, TokenStandard, encoded_digest, sign
 from backend.kit import jobs
 from backend.kit.db import utcnow
 from backend.ops import metrics
 from backend.relay import events
-from backend.relay.encoding import as_bytes, as_int, execute_data, field
+from backend.relay.encoding import EncodedGroup, as_bytes, as_int, encode_operation, execute_data, field
 from backend.relay.lanes import broadcast, open_lanes
 from backend.relay.models import Lane, Operation, RelayerTransaction
 from backend.relay.recovery import consumed, recover
-from backend.relay.schemas import record
-from backend.relay.service import chain_operation, domain_of
+from backend.relay.service import domain_of
 from backend.runtime import Runtime
 from backend.tokens.models import TokenType
 from backend.users.models import User
@@ -54,14 +66,54 @@ from backend.users.service import wallet_context
 
 log = structlog.get_logger()
 POLL, IDLE_POLL = 0.05, 0.5  # seconds between looks at the queue: just after work, and when idle
+RECEIPT_POLL = 0.01  # seconds between looks for the receipts of transactions in flight
 GROUP_LIFETIME = 3600  # a platform-signed group's deadline, from signing
-# Custodial credit mints have a steady cost per operation: once a large enough transaction of them has
-# been mined on a contract, the next ones are sized from it (with headroom) instead of asking the node
-# to run each transaction twice (`eth_estimateGas`). One that runs out of gas consumed nothing: its
-# operations go back to the queue and the contract is estimated again.
+# Operations of one kind (type, and who signs) cost a steady gas each: once a large enough transaction
+# of one kind has been mined on a contract, the next ones are sized from it (with headroom) instead of
+# asking the node to run each transaction twice (`eth_estimateGas`). One that runs out of gas consumed
+# nothing: its operations go back to the queue and the contract is estimated again.
 MODEL_MIN_OPS, MODEL_BASE, MODEL_HEADROOM = 20, 60_000, 1.5
+# Nodes refuse larger transactions into their pool (geth: 128 KiB); the rest is room for the envelope.
+MAX_CALLDATA = 120_000
 FEE_BUMP = 1.25  # a replacement pays this much more (nodes want at least 10% more for the same nonce)
 REVERTS = (ContractLogicError, ContractCustomError, TransactionFailed, ValueError)
+OPERATION = Operation.metadata.tables[Operation.__tablename__]
+# What sending needs of a queued operation, read as plain rows.
+CLAIMED = (
+    Operation.id,
+    Operation.tenant_id,
+    Operation.environment,
+    Operation.network,
+    Operation.token_type_id,
+    Operation.contract_address,
+    Operation.chain_token_id,
+    Operation.type,
+    Operation.from_address,
+    Operation.to_address,
+    Operation.amount,
+    Operation.ref,
+    Operation.signer,
+    Operation.signed_by,
+    Operation.signer_owner_id,
+    Operation.deadline,
+    Operation.signature,
+    Operation.created_at,
+)
+# What settling needs of a submitted one.
+SETTLED = (
+    Operation.id,
+    Operation.tenant_id,
+    Operation.environment,
+    Operation.network,
+    Operation.token_type_id,
+    Operation.contract_address,
+    Operation.type,
+    Operation.signer,
+    Operation.signed_by,
+    Operation.ref,
+    Operation.created_at,
+)
+Op = Any  # a row of the CLAIMED or SETTLED columns
 
 
 class Pump:
@@ -72,7 +124,7 @@ class Pump:
         self.domains: dict[str, Domain] = {}
         self.has_code: dict[str, bool] = {}
         self.contracts: dict[tuple[str, str], Contract] = {}
-        self.mint_gas: dict[str, float] = {}  # gas per custodial credit mint, by contract
+        self.gas_per_op: dict[tuple[str, str], float] = {}  # by (contract, kind of operation)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -81,18 +133,19 @@ class Pump:
         pause = POLL
         while not stop.is_set():
             try:
-                busy = self.step()
+                busy, in_flight = self.step()
             except Exception:  # the pump outlives a node or database hiccup; the rows keep the state
                 log.exception("relay.step_failed")
-                busy = False
+                busy, in_flight = False, False
                 stop.wait(1)
             if busy:
                 pause = POLL
                 continue
-            # Idle: look less and less often, unless this process queues an operation (`pers up`).
-            events.queued.wait(pause)
+            # Idle: look less and less often, unless an operation is queued (this process, or another
+            # one through Postgres NOTIFY) or a receipt is awaited.
+            events.queued.wait(RECEIPT_POLL if in_flight else pause)
             events.queued.clear()
-            pause = min(pause * 2, IDLE_POLL)
+            pause = POLL if in_flight else min(pause * 2, IDLE_POLL)
 
     def open(self, stop: threading.Event) -> None:
         """Registers the lanes of the environments' networks and resyncs their nonces at start."""
@@ -107,7 +160,8 @@ class Pump:
                 log.exception("relay.open_failed")
                 stop.wait(2)
 
-    def step(self) -> bool:
+    def step(self) -> tuple[bool, bool]:
+        """(whether anything was sent or settled, whether transactions are still in flight)."""
         with self.runtime.sessions() as session:
             queues = session.execute(
                 select(Operation.network, Operation.contract_address)
@@ -115,8 +169,8 @@ class Pump:
                 .distinct()
             ).all()
         sent = any([self.pump(network, contract) for network, contract in queues])
-        settled = self.settle()
-        return sent or settled
+        settled, in_flight = self.settle()
+        return sent or settled, in_flight
 
     def chain(self, network: str) -> tuple[Chain, dict[str, LocalAccount]]:
         chain = self.runtime.chain(network)
@@ -139,22 +193,20 @@ class Pump:
             )
             if lane is None:
                 return False  # every lane is busy with another worker
-            ops = list(
-                session.scalars(
-                    select(Operation)
-                    .where(
-                        Operation.status == "queued",
-                        Operation.network == network,
-                        Operation.contract_address == contract,
-                    )
-                    .order_by(Operation.created_at, Operation.id)
-                    .limit(self.runtime.settings.relay_max_ops_per_tx)
-                    .with_for_update(skip_locked=True)
+            ops = session.execute(
+                select(*CLAIMED)
+                .where(
+                    Operation.status == "queued",
+                    Operation.network == network,
+                    Operation.contract_address == contract,
                 )
-            )
+                .order_by(Operation.created_at, Operation.id)
+                .limit(self.runtime.settings.relay_max_ops_per_tx)
+                .with_for_update(skip_locked=True)
+            ).all()
             if not ops:
                 return False
-            raw = self._send(session, chain, lane, accounts[lane.address], contract, ops)
+            raw = self._send(session, chain, lane, accounts[lane.address], contract, list(ops))
         if raw is not None:  # stored before broadcast: a crash from here on re-sends these bytes
             broadcast(chain, raw)
         return True
@@ -166,32 +218,35 @@ class Pump:
         lane: Lane,
         account: LocalAccount,
         contract_address: str,
-        ops: list[Operation],
+        ops: list[Op],
     ) -> bytes | None:
         """The signed transaction for the oldest operations that fit, stored with them (None when
         all of them failed before a transaction)."""
         dom = self._domain(session, ops[0])
         contract = self._contract(chain, dom.standard, contract_address)
-        # The model is learned from large transactions and sizes only those: a few operations pay
-        # fixed costs (new holders, a fresh ref word) that it spreads thin.
-        modelled = len(ops) >= MODEL_MIN_OPS and _custodial_mints(dom, ops)
-        per_op = self.mint_gas.get(contract_address) if modelled else None
-        if per_op is not None:
-            ops = ops[: max(1, int((chain.network.tx_gas_cap - MODEL_BASE) / (per_op * MODEL_HEADROOM)))]
+        ops = ops[: MAX_CALLDATA // (32 * len(dom.standard.fields))]  # the words of the operations alone
+        modelled = self._modelled(contract_address, ops, chain.network.tx_gas_cap)
+        if modelled is not None:
+            ops = ops[: len(modelled)]
         while True:
-            groups = self._groups(session, dom, ops)
+            groups, deadline = self._groups(session, dom, ops)
+            ops = [op for _, members in groups for op in members]
             if not groups:
                 return None
             data = execute_data(dom.standard, [g for g, _ in groups])
-            if per_op is not None:
-                estimate = int((MODEL_BASE + len(ops) * per_op * MODEL_HEADROOM) / GAS_HEADROOM)
+            size = len(data) // 2 - 1
+            if size > MAX_CALLDATA:  # signed-elsewhere operations carry a group and a signature each
+                ops = ops[: max(1, len(ops) * MAX_CALLDATA // size)]
+                continue
+            if modelled is not None:
+                gas = modelled[len(ops) - 1]
                 break
             call = {"from": account.address, "to": contract.address, "data": HexStr(data)}
             try:
                 estimate = chain.w3.eth.estimate_gas(call)  # type: ignore[arg-type]
-                fits = estimate <= chain.network.tx_gas_cap
+                gas, fits = int(estimate * GAS_HEADROOM), estimate <= chain.network.tx_gas_cap
             except REVERTS as exc:
-                estimate, fits = 0, False
+                gas, fits = 0, False
                 if len(ops) == 1:
                     self._fail(session, ops, "execution_reverted")
                     log.warning("relay.reverted", op=str(ops[0].id), error=str(exc)[:200])
@@ -199,13 +254,10 @@ class Pump:
             if fits:
                 break
             ops = ops[: max(1, len(ops) // 2)]  # the rest stay queued for the next transaction
-        included = [op for _, members in groups for op in members]
-        receivers = 0
         if dom.standard is TokenStandard.REWARDS:
-            receivers = sum(
-                1 for op in included if int(op.to_address, 16) and self._code(chain, op.to_address)
+            gas += RECEIVER_GAS * sum(
+                1 for op in ops if int(op.to_address, 16) and self._code(chain, op.to_address)
             )
-        gas = min(int(estimate * GAS_HEADROOM) + receivers * RECEIVER_GAS, chain.network.tx_gas_cap)
         max_fee, tip = chain.fees()
         tx: dict[str, Any] = {
             "type": 2,
@@ -213,13 +265,12 @@ class Pump:
             "nonce": lane.next_nonce,
             "to": contract.address,
             "data": data,
-            "gas": gas,
+            "gas": min(gas, chain.network.tx_gas_cap),
             "maxFeePerGas": max_fee,
             "maxPriorityFeePerGas": tip,
             "value": 0,
         }
         signed = account.sign_transaction(tx)
-        now = utcnow()
         record = RelayerTransaction(
             id=uuid.uuid4(),
             lane_id=lane.id,
@@ -231,26 +282,48 @@ class Pump:
             max_fee_per_gas=int(max_fee),
             max_priority_fee_per_gas=int(tip),
             status="pending",
-            broadcast_at=now,
+            broadcast_at=utcnow(),
         )
         session.add(record)
-        session.flush()  # the operations point at it (no ORM relationship orders the inserts)
+        session.flush()  # the operations point at it
         lane.next_nonce += 1
-        for op in included:
-            op.status, op.relayer_tx_id, op.tx_hash, op.submitted_at = (
-                "submitted",
-                record.id,
-                record.tx_hash,
-                now,
-            )
-            _notify(session, op, "transaction.submitted")
+        submitted = {
+            "status": "submitted",
+            "relayer_tx_id": record.id,
+            "tx_hash": record.tx_hash,
+            "submitted_at": record.broadcast_at,
+            # a platform-signed operation keeps the deadline its group was signed with
+            "deadline": case(
+                (OPERATION.c.signed_by == "external", OPERATION.c.deadline),
+                else_=literal(deadline, BigInteger),
+            ),
+        }
+        session.execute(update(OPERATION).where(_among(session, ops)).values(submitted))
+        events.notify_changed(session, ops, "transaction.submitted")
         return record.raw
 
+    def _modelled(self, contract: str, ops: list[Op], cap: int) -> list[int] | None:
+        """The gas of the first 1, 2, … operations that fit under `cap` from the observed gas of their
+        kinds (with headroom), or None while a kind of them has not been observed on this contract."""
+        if len(ops) < MODEL_MIN_OPS:  # a few operations pay fixed costs (new holders, a fresh ref
+            return None  # word) that the model, learned from large transactions, spreads thin
+        gas, total = [], float(MODEL_BASE)
+        for op in ops:
+            per_op = self.gas_per_op.get((contract, _kind(op)))
+            if per_op is None:
+                return None
+            total += per_op * MODEL_HEADROOM
+            if total > cap:
+                break
+            gas.append(int(total))
+        return gas or None
+
     def _groups(
-        self, session: Session, dom: Domain, ops: list[Operation]
-    ) -> list[tuple[SignedGroup, list[Operation]]]:
-        """One group per platform signer (signed now) and each signed-elsewhere operation alone."""
-        by_signer: dict[tuple[Any, ...], list[Operation]] = {}
+        self, session: Session, dom: Domain, ops: list[Op]
+    ) -> tuple[list[tuple[EncodedGroup, list[Op]]], int]:
+        """One group per platform signer (signed now, with the deadline returned) and each
+        signed-elsewhere operation alone; operations whose signer is gone fail here."""
+        by_signer: dict[tuple[Any, ...], list[Op]] = {}
         for op in ops:
             key = (
                 ("external", op.id)
@@ -262,7 +335,17 @@ class Pump:
         groups = []
         for (kind, *_), members in by_signer.items():
             first = members[0]
-            chain_ops = [chain_operation(op) for op in members]
+            encoded = [
+                encode_operation(
+                    dom.standard,
+                    op.from_address,
+                    op.to_address,
+                    op.amount,
+                    bytes.fromhex(op.ref[2:]),
+                    op.chain_token_id,
+                )
+                for op in members
+            ]
             if kind == "external":
                 assert first.deadline is not None and first.signature is not None
                 signature, group_deadline = bytes.fromhex(first.signature[2:]), first.deadline
@@ -272,13 +355,11 @@ class Pump:
                     self._fail(session, members, "signer_unavailable")
                     continue
                 group_deadline = deadline
-                signature = sign(digest(dom, first.signer, chain_ops, deadline), private)
-                for op in members:
-                    op.deadline = deadline
-            groups.append((SignedGroup(first.signer, chain_ops, group_deadline, signature), members))
-        return groups
+                signature = sign(encoded_digest(dom, first.signer, encoded, deadline), private)
+            groups.append((EncodedGroup(first.signer, encoded, group_deadline, signature), members))
+        return groups, deadline
 
-    def _key(self, session: Session, op: Operation) -> bytes | None:
+    def _key(self, session: Session, op: Op) -> bytes | None:
         """The sealed key of the operation's platform signer, if it still is that signer's."""
         assert op.signer_owner_id is not None
         cache_key = (op.signer, op.signer_owner_id)
@@ -295,7 +376,7 @@ class Pump:
             self.keys[cache_key] = self.runtime.keystore.open(sealed, context) if sealed else None
         return self.keys[cache_key]
 
-    def _domain(self, session: Session, op: Operation) -> Domain:
+    def _domain(self, session: Session, op: Op) -> Domain:
         if op.contract_address not in self.domains:
             token_type = session.get(TokenType, op.token_type_id)
             assert token_type is not None
@@ -313,34 +394,47 @@ class Pump:
             self.has_code[address] = chain.has_code(address)
         return self.has_code[address]
 
-    def _fail(self, session: Session, ops: list[Operation], code: str) -> None:
-        now = utcnow()
-        for op in ops:
-            op.status, op.error_code, op.finished_at = "failed", code, now
-            _notify(session, op, "transaction.failed")
+    def _fail(self, session: Session, ops: list[Op], code: str) -> None:
+        failed = {"status": "failed", "error_code": code, "finished_at": utcnow()}
+        session.execute(update(OPERATION).where(_among(session, ops)).values(failed))
+        events.notify_changed(session, ops, "transaction.failed")
 
     # --- settling ---------------------------------------------------------------------------------
 
-    def settle(self) -> bool:
-        """Reads the receipts of our pending transactions (outside any database transaction), then
-        records each operation's outcome; re-sends what the node seems to have lost."""
+    def settle(self) -> tuple[bool, bool]:
+        """Reads the receipts of our pending transactions (one JSON-RPC batch per network, outside
+        any database transaction), then records each operation's outcome; re-sends what the node
+        seems to have lost. Answers (whether any settled, whether any is still in flight)."""
         with self.runtime.sessions() as session:
             pending = session.execute(
-                select(RelayerTransaction.id, RelayerTransaction.network, RelayerTransaction.tx_hash)
+                select(
+                    RelayerTransaction.id,
+                    RelayerTransaction.network,
+                    RelayerTransaction.tx_hash,
+                    RelayerTransaction.broadcast_at,
+                )
                 .where(RelayerTransaction.status == "pending")
                 .order_by(RelayerTransaction.created_at)
                 .limit(100)
             ).all()
-        progressed = False
-        for tx_id, network, tx_hash in pending:
+        progressed, waiting = False, False
+        by_network: dict[str, list[Any]] = {}
+        for row in pending:
+            by_network.setdefault(row.network, []).append(row)
+        for network, rows in by_network.items():
             chain, _ = self.chain(network)
-            raw = chain.rpc("eth_getTransactionReceipt", tx_hash)
-            if raw is None:
-                if not self._recover(chain, tx_id):
-                    self._maybe_resend(chain, tx_id)
-                continue
-            progressed |= self._record(chain, tx_id, Receipt.of(raw))
-        return progressed
+            receipts = chain.rpc_many("eth_getTransactionReceipt", [[row.tx_hash] for row in rows])
+            for row, raw in zip(rows, receipts, strict=True):
+                if raw is not None:
+                    progressed |= self._record(chain, row.id, Receipt.of(raw))
+                    continue
+                waiting = True
+                if _age(row.broadcast_at) >= self.runtime.settings.relay_resend_after:
+                    if self._recover(chain, row.id):
+                        progressed = True
+                    else:
+                        self._maybe_resend(chain, row.id)
+        return progressed, waiting
 
     def _recover(self, chain: Chain, tx_id: uuid.UUID) -> bool:
         """Settles a transaction the chain went past without mining it (see `recovery`)."""
@@ -361,8 +455,12 @@ class Pump:
             if ran is None:
                 return False
             log.warning("relay.nonce_passed", tx_id=str(tx_id), nonce=record.nonce, ran=len(ran))
-            for op, outcome in ran:
-                _apply(session, op, outcome, NO_RECEIPT)
+            if ran:
+                rows = [_outcome_row(op, outcome, NO_RECEIPT) for op, outcome in ran]
+                _write_outcomes(session, rows, {"finished_at": utcnow()})
+                for status, event_type in (("mined", "transaction.mined"), ("failed", "transaction.failed")):
+                    changed = [op for (op, _), row in zip(ran, rows, strict=True) if row["status"] == status]
+                    events.notify_changed(session, changed, event_type)
         return True
 
     def _maybe_resend(self, chain: Chain, tx_id: uuid.UUID) -> None:
@@ -454,46 +552,58 @@ class Pump:
             for sibling in siblings:
                 sibling.status, sibling.finished_at = "replaced", utcnow()
             carriers = [record.id, *(s.id for s in siblings)]
-            ops = list(
-                session.scalars(
-                    select(Operation).where(
-                        Operation.relayer_tx_id.in_(carriers), Operation.status == "submitted"
-                    )
-                )
-            )
+            ops = session.execute(
+                select(*SETTLED).where(Operation.relayer_tx_id.in_(carriers), Operation.status == "submitted")
+            ).all()
             record.status = "mined" if receipt.status == 1 else "reverted"
             record.block_number, record.gas_used = receipt.block_number, receipt.gas_used
             record.finished_at = utcnow()
             metrics.add_gas_used(chain.network.name, receipt.gas_used)
             if not ops:
                 return True
-            dom = self._domain(session, ops[0])
             if receipt.status != 1 and _out_of_gas(record, receipt):
-                self.mint_gas.pop(record.contract_address, None)
-                for op in ops:  # nothing ran: queued again, estimated next time
-                    op.status, op.relayer_tx_id, op.tx_hash, op.submitted_at = "queued", None, None, None
+                for kind in {_kind(op) for op in ops}:
+                    self.gas_per_op.pop((record.contract_address, kind), None)
+                queued = {"status": "queued", "relayer_tx_id": None, "tx_hash": None, "submitted_at": None}
+                # nothing ran: queued again, estimated next time
+                session.execute(update(OPERATION).where(_among(session, ops)).values(queued))
                 return True
-            if receipt.status == 1 and len(ops) >= MODEL_MIN_OPS and _custodial_mints(dom, ops):
-                observed = receipt.gas_used / len(ops)
-                self.mint_gas[record.contract_address] = max(
-                    self.mint_gas.get(record.contract_address, 0), observed
-                )
+            kinds = {_kind(op) for op in ops}
+            if receipt.status == 1 and len(ops) >= MODEL_MIN_OPS and len(kinds) == 1:
+                key = (record.contract_address, kinds.pop())
+                self.gas_per_op[key] = max(self.gas_per_op.get(key, 0), receipt.gas_used / len(ops))
+            dom = self._domain(session, ops[0])
             contract = self._contract(chain, dom.standard, record.contract_address)
             found = _outcomes(contract.address, receipt)
-            share = receipt.gas_used // len(ops)
+            now = utcnow()
+            outcomes = []
             for op in ops:
                 outcome = found.get((op.signer.lower(), op.ref))
                 if outcome is not None and outcome.failure is Failure.REF_USED:
-                    outcome = consumed(chain, contract, op) or outcome
-                op.gas_used, op.relayer_tx_id = share, record.id
-                _apply(session, op, outcome, receipt)
+                    outcome = consumed(chain, contract, op.signer, op.ref) or outcome
+                outcomes.append(_outcome_row(op, outcome, receipt))
+                metrics.observe_operation(
+                    op.network, outcomes[-1]["status"], (now - op.created_at).total_seconds()
+                )
+            common = {
+                "gas_used": receipt.gas_used // len(ops),
+                "relayer_tx_id": record.id,
+                "finished_at": now,
+            }
+            _write_outcomes(session, outcomes, common)
+            for status, event_type in (("mined", "transaction.mined"), ("failed", "transaction.failed")):
+                changed = [op for op, row in zip(ops, outcomes, strict=True) if row["status"] == status]
+                events.notify_changed(session, changed, event_type)
         return True
 
 
-def _custodial_mints(dom: Domain, ops: list[Operation]) -> bool:
-    return dom.standard is TokenStandard.CREDIT and all(
-        op.type == "mint" and op.signed_by == "business" for op in ops
-    )
+def _kind(op: Op) -> str:
+    """What a gas model is kept for: the operation's type and whether its group is its own."""
+    return f"{op.type}:{'own' if op.signed_by == 'external' else 'shared'}"
+
+
+def _age(moment: datetime | None) -> float:
+    return float("inf") if moment is None else (utcnow() - moment).total_seconds()
 
 
 def _out_of_gas(record: RelayerTransaction, receipt: "Receipt") -> bool:
@@ -552,30 +662,73 @@ def _outcomes(address: str, receipt: Receipt) -> dict[tuple[str, str], Outcome]:
     return found
 
 
-def _apply(session: Session, op: Operation, outcome: Outcome | None, receipt: Receipt) -> None:
-    now = utcnow()
-    op.finished_at = now
+def _outcome_row(op: Op, outcome: Outcome | None, receipt: Receipt) -> dict[str, Any]:
+    """What settling writes of one operation: its status and where the chain recorded its outcome."""
     if outcome is None:  # the transaction reverted: nothing ran
-        op.status, op.error_code = "failed", "execution_reverted"
-        op.block_number = receipt.block_number
-    else:
-        op.tx_hash = HexBytes(outcome.tx_hash).to_0x_hex()
-        op.log_index = outcome.log_index
-        op.block_number = receipt.block_number if op.tx_hash == receipt.tx_hash else None
-        if outcome.failure is Failure.NONE:
-            op.status, op.error_code = "mined", None
-        else:
-            op.status, op.error_code = "failed", outcome.failure.name.lower()
-    metrics.observe_operation(op.network, op.status, (now - op.created_at).total_seconds())
-    _notify(session, op, "transaction.mined" if op.status == "mined" else "transaction.failed")
+        return {
+            "op_id": op.id,
+            "status": "failed",
+            "error_code": "execution_reverted",
+            "tx_hash": receipt.tx_hash,
+            "block_number": receipt.block_number,
+            "log_index": None,
+        }
+    tx_hash = HexBytes(outcome.tx_hash).to_0x_hex()
+    return {
+        "op_id": op.id,
+        "status": "mined" if outcome.failure is Failure.NONE else "failed",
+        "error_code": None if outcome.failure is Failure.NONE else outcome.failure.name.lower(),
+        "tx_hash": tx_hash,
+        "block_number": receipt.block_number if tx_hash == receipt.tx_hash else None,
+        "log_index": outcome.log_index,
+    }
 
 
-def _notify(session: Session, op: Operation, event_type: str) -> None:
-    events.notify(session, TenantScope(op.tenant_id, op.environment), event_type, record(op))
+OUTCOME_COLUMNS = (
+    ("op_id", Uuid),
+    ("status", String),
+    ("error_code", String),
+    ("tx_hash", String),
+    ("block_number", BigInteger),
+    ("log_index", Integer),
+)
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _among(session: Session, ops: Sequence[Op]) -> ColumnElement[bool]:
+    """`operations.id` is one of `ops`: a single array parameter on Postgres (a thousand placeholders
+    cost more to render and parse than the statement costs to run), `IN (…)` elsewhere."""
+    ids = [op.id for op in ops]
+    if _postgres(session):
+        return OPERATION.c.id == any_(bindparam("ids", ids, type_=ARRAY(Uuid)))
+    return OPERATION.c.id.in_(ids)
+
+
+def _write_outcomes(session: Session, rows: list[dict[str, Any]], common: dict[str, Any]) -> None:
+    """Every operation's own outcome plus what they share, in one statement: UPDATE … FROM unnest(one
+    array per column) on Postgres, an executemany elsewhere (SQLite)."""
+    names = [name for name, _ in OUTCOME_COLUMNS]
+    if _postgres(session):
+        arrays = [bindparam(f"new_{n}", [r[n] for r in rows], type_=ARRAY(t)) for n, t in OUTCOME_COLUMNS]
+        given = func.unnest(*arrays).table_valued(*names).render_derived(name="outcome")
+        # A column NULL in every row reaches Postgres as text: each is cast to its column's type.
+        own: dict[str, Any] = {n: cast(given.c[n], OPERATION.c[n].type) for n in names[1:]}
+        session.execute(update(OPERATION).where(OPERATION.c.id == given.c.op_id).values(**own, **common))
+    else:  # bound names differ from the columns' (SQLAlchemy reserves those for SET)
+        own = {n: bindparam(f"new_{n}") for n in names[1:]}
+        statement = update(OPERATION).where(OPERATION.c.id == bindparam("new_op_id")).values(**own, **common)
+        session.execute(statement, [{f"new_{k}": v for k, v in row.items()} for row in rows])
 
 
 def start(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """The pump in a thread of this process (`pers up` and `pers worker` alike)."""
+    listener = threading.Thread(
+        target=events.listen, args=(runtime.engine, stop), name="relay-listen", daemon=True
+    )
+    listener.start()
     pump = Pump(runtime)
     thread = threading.Thread(target=pump.run, args=(stop,), name="relay-pump", daemon=True)
     thread.start()

@@ -64,7 +64,7 @@ def recover(
             contract is not None
             and contract.functions.refUsed(Web3.to_checksum_address(op.signer), op.ref).call()
         ):
-            outcome = consumed(chain, contract, op)
+            outcome = consumed(chain, contract, op.signer, op.ref)
         if outcome is not None:
             ran.append((op, outcome))
         else:
@@ -72,25 +72,25 @@ def recover(
     return ran
 
 
-def consumed(chain: Chain, contract: Contract, op: Operation) -> Outcome | None:
-    """The final outcome of the operation's (signer, ref) in whichever transaction consumed it, from
+def consumed(chain: Chain, contract: Contract, signer: str, ref: str) -> Outcome | None:
+    """The final outcome of an operation's (signer, ref) in whichever transaction consumed it, from
     the token's own logs (a re-sent or replaced transaction of ours, or one the node lost)."""
     topics = [
         "0x" + Web3.keccak(text=signature).hex().removeprefix("0x")
         for signature in ("OperationExecuted(bytes32,address)", "OperationFailed(bytes32,address,uint8)")
     ]
-    signer_topic = "0x" + "00" * 12 + op.signer[2:].lower()
+    signer_topic = "0x" + "00" * 12 + signer[2:].lower()
     logs = chain.w3.eth.get_logs(
         {
             "address": contract.address,
             "fromBlock": 0,
             "toBlock": "latest",
-            "topics": [topics, op.ref, signer_topic],
+            "topics": [topics, ref, signer_topic],
         }
     )
     for log_entry in logs:
         receipt = chain.w3.eth.get_transaction_receipt(log_entry["transactionHash"])
         for outcome in outcomes(contract, receipt):
-            if outcome.ref.hex() == op.ref[2:] and outcome.failure not in NOT_FINAL:
+            if outcome.ref.hex() == ref[2:] and outcome.failure not in NOT_FINAL:
                 return outcome
     return None

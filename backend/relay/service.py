@@ -6,7 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -163,7 +163,7 @@ def submit_many(
     if actor.kind == BUSINESS:
         context.prefetch_wallets({b.to for b in bodies if b.to is not None})
     results: list[Operation | PersError] = []
-    with session.no_autoflush:  # the rows go in with one flush, not one per lookup
+    with session.no_autoflush:  # what the checks add goes in with one flush, not one per lookup
         for body in bodies:
             try:
                 results.append(accept(context, body, flush=False))
@@ -172,10 +172,25 @@ def submit_many(
         reused = _reused_refs(session, [r for r in results if isinstance(r, Operation)])
     for index, result in enumerate(results):
         if isinstance(result, Operation) and result in reused:
-            session.expunge(result)
             results[index] = _ref_used()
-    _flush(session)
+    accepted = [r for r in results if isinstance(r, Operation)]
+    _flush(session)  # what the checks added (a business's link to a user it serves)
+    if accepted:
+        _insert(session, accepted)
+        events.wake(session)
     return results
+
+
+def _insert(session: Session, ops: list[Operation]) -> None:
+    """A batch's rows in multi-row INSERTs: the unit of work's bookkeeping per object costs more than
+    the rows themselves (the objects stay outside the session, as the answer's records)."""
+    try:
+        table = Operation.metadata.tables[Operation.__tablename__]
+        unset = dict.fromkeys(table.c.keys())  # every row names every column (one statement for all)
+        rows = [unset | {k: v for k, v in vars(op).items() if k[0] != "_"} for op in ops]
+        session.execute(insert(table), rows)
+    except IntegrityError as exc:  # the same signed group, submitted at the same moment elsewhere
+        raise _ref_used() from exc
 
 
 def _ref_used() -> Conflict:
@@ -219,12 +234,12 @@ def accept(context: _Context, body: TransactionCreate, *, flush: bool = True) ->
         _take_signature(context, token, op, body)
     else:
         _platform_signer(context, op, body)
-    if flush and _reused_refs(context.session, [op]):
-        raise _ref_used()
-    context.session.add(op)
-    if flush:
+    if flush:  # one operation on its own; a batch inserts its rows together
+        if _reused_refs(context.session, [op]):
+            raise _ref_used()
+        context.session.add(op)
         _flush(context.session)
-    events.queued.set()
+        events.wake(context.session)
     return op
 
 

@@ -118,6 +118,11 @@ def send_test(session: Session, scope: TenantScope, webhook_id: str) -> Delivery
     return DeliveryOut.of(delivery, event.type)
 
 
+def subscribed(session: Session, scope: TenantScope, event_type: str) -> bool:
+    """Whether any subscription of the scope wants `event_type` (the relay builds events only then)."""
+    return any(event_type in h.event_types for h in _subscriptions(session, scope))
+
+
 def emit(session: Session, scope: TenantScope, event_type: str, data: dict[str, Any]) -> None:
     """Queues `event_type` for every subscription of the scope that wants it, in the caller's transaction.
     Nothing is written when none does (the relay emits at every status change of every operation)."""

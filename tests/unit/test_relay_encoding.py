@@ -7,8 +7,8 @@ from web3 import Web3
 
 from backend.chain.artifacts import abi
 from backend.chain.operations import CONTRACT_NAMES, SignedGroup
-from backend.chain.typed_data import ZERO_ADDRESS, Operation, TokenStandard
-from backend.relay.encoding import execute_data
+from backend.chain.typed_data import ZERO_ADDRESS, Domain, Operation, TokenStandard, digest, encoded_digest
+from backend.relay.encoding import encode_group, execute_data
 
 
 @pytest.mark.parametrize("standard", list(TokenStandard))
@@ -31,5 +31,20 @@ def test_execute_calldata_matches_web3(standard: TokenStandard) -> None:
         )
     ]
     expected = contract.encode_abi("execute", args=[[g.as_abi(standard) for g in groups]])
-    assert execute_data(standard, groups) == expected
+    assert execute_data(standard, [encode_group(standard, g) for g in groups]) == expected
     assert execute_data(standard, []) == contract.encode_abi("execute", args=[[]])
+
+
+@pytest.mark.parametrize("standard", list(TokenStandard))
+def test_the_digest_of_encoded_operations_is_the_typed_data_digest(standard: TokenStandard) -> None:
+    name = "Credit" if standard is TokenStandard.CREDIT else ""
+    dom = Domain(standard, 31337, Web3.to_checksum_address(secrets.token_bytes(20)), name)
+    signer = Web3.to_checksum_address(secrets.token_bytes(20))
+    ops = [
+        Operation(
+            ZERO_ADDRESS, Web3.to_checksum_address(secrets.token_bytes(20)), i + 1, secrets.token_bytes(32), i
+        )
+        for i in range(3)
+    ]
+    encoded = encode_group(standard, SignedGroup(signer, ops, 10**12, b"")).ops
+    assert encoded_digest(dom, signer, encoded, 10**12) == digest(dom, signer, ops, 10**12)
