@@ -18,8 +18,10 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from backend import __doc__ as description
+from backend.audit.router import router as audit_router
 from backend.auth.router import admins as admins_router
 from backend.auth.router import router as auth_router
+from backend.balances.router import router as balances_router
 from backend.businesses.router import router as businesses_router
 from backend.kit.api import error_responses, known_query_parameters
 from backend.kit.body import BodyLimit
@@ -43,9 +45,11 @@ ROUTERS = (
     businesses_router,
     users_router,
     tokens_router,
+    balances_router,
     ops_router,
     transactions_router,
     webhooks_router,
+    audit_router,
 )
 
 

@@ -2,13 +2,14 @@
 events of operations. Addresses may be given in any case; they come back lowercase. Every answer
 carries the block it is valid as of (the network's cursor)."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from indexer.models import Cursor, Event, Holding, Supply, TenantContract
+from indexer.models import BalanceChange, Cursor, Event, Holding, Supply, TenantContract
 
 
 @dataclass(frozen=True)
@@ -212,3 +213,153 @@ def outcomes(
                 contract, signer, ref, name == "OperationExecuted", block, tx_hash, log_index
             )
     return found
+
+
+# --- for the audit and the transaction history (lane indexer-api) ---------------------------------
+
+TRANSFER_NAMES = ("Transfer", "TransferSingle", "TransferBatch")
+ZERO = "0x" + "00" * 20
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One item of a transfer event: `amount` of (contract, token id) from `source` to `target` (the
+    zero address for a mint's source and a burn's target); `position` orders a batch's items."""
+
+    contract: str
+    token_id: int
+    source: str
+    target: str
+    amount: int
+    tx_hash: str
+    block_hash: str
+    block_number: int
+    log_index: int
+    position: int
+
+
+def chain_id(session: Session, network: str) -> int | None:
+    """The chain the mirror of `network` follows (None before the indexer first wrote)."""
+    return _chain_id(session, network)
+
+
+def external_movements_query(
+    chain_id: int,
+    tokens: Sequence[tuple[str, int]],
+    *,
+    participant: str | None = None,
+    kind: str | None = None,
+    from_block: int | None = None,
+    to_block: int | None = None,
+) -> Select[*tuple[Any, ...]]:
+    """Movements of `tokens` ((contract, token id) pairs) made on chain by wallets, not relayed by the
+    platform (their transfer event carries no operation's signer): one row per batch item, the columns
+    of `Movement` (`amount` as a signed delta). `kind` is mint, burn or transfer."""
+    change, event = BalanceChange, Event
+    query = (
+        select(
+            change.contract,
+            change.token_id,
+            event.from_address.label("source"),
+            event.to_address.label("target"),
+            change.delta.label("amount"),
+            event.tx_hash,
+            change.block_hash,
+            change.block_number,
+            change.log_index,
+            change.position,
+        )
+        .join(
+            event,
+            (event.chain_id == change.chain_id)
+            & (event.block_hash == change.block_hash)
+            & (event.log_index == change.log_index),
+        )
+        .where(
+            change.chain_id == chain_id,
+            # One row per item: the receiving side, or the holder's side of a burn.
+            or_(change.position % 2 == 1, event.to_address == ZERO),
+            tuple_(change.contract, change.token_id).in_([(c.lower(), t) for c, t in tokens]),
+            event.signer.is_(None),
+        )
+    )
+    if participant is not None:
+        who = participant.lower()
+        query = query.where(or_(event.from_address == who, event.to_address == who))
+    if kind == "mint":
+        query = query.where(event.from_address == ZERO)
+    elif kind == "burn":
+        query = query.where(event.to_address == ZERO)
+    elif kind == "transfer":
+        query = query.where(event.from_address != ZERO, event.to_address != ZERO)
+    if from_block is not None:
+        query = query.where(change.block_number >= from_block)
+    if to_block is not None:
+        query = query.where(change.block_number <= to_block)
+    return query
+
+
+def movement(row: Any) -> Movement:
+    """A row of `external_movements_query` as a `Movement`."""
+    return Movement(
+        row.contract,
+        row.token_id,
+        row.source,
+        row.target,
+        abs(row.amount),
+        row.tx_hash,
+        row.block_hash,
+        row.block_number,
+        row.log_index,
+        row.position,
+    )
+
+
+def holdings(session: Session, network: str, contracts: Sequence[str]) -> Iterator[Holding]:
+    """Every holding of `contracts` (zero ones too: a holder the mirror thinks sold out is checked as
+    well), in key order, streamed in pages of constant size."""
+    return _pages(
+        session,
+        network,
+        Holding,
+        contracts,
+        (Holding.contract, Holding.token_id, Holding.holder),
+    )
+
+
+def supplies(session: Session, network: str, contracts: Sequence[str]) -> Iterator[Supply]:
+    """Every supply row of `contracts`, in key order."""
+    return _pages(session, network, Supply, contracts, (Supply.contract, Supply.token_id))
+
+
+PAGE = 1000
+M = TypeVar("M", Holding, Supply)
+
+
+def _pages(
+    session: Session, network: str, model: type[M], contracts: Sequence[str], key: tuple[Any, ...]
+) -> Iterator[M]:
+    """Keyset pagination over a table keyed by `key`: memory stays flat whatever the table's size."""
+    found = _chain_id(session, network)
+    if found is None or not contracts:
+        return
+    query = select(model).where(model.chain_id == found, model.contract.in_([c.lower() for c in contracts]))
+    last: tuple[Any, ...] | None = None
+    while True:
+        page = query if last is None else query.where(tuple_(*key) > last)
+        rows = list(session.scalars(page.order_by(*key).limit(PAGE)))
+        yield from rows
+        if len(rows) < PAGE:
+            return
+        last = tuple(getattr(rows[-1], column.key) for column in key)
+
+
+def holdings_count(session: Session, network: str, contracts: Sequence[str]) -> int:
+    """How many rows `holdings` yields."""
+    found = _chain_id(session, network)
+    if found is None or not contracts:
+        return 0
+    query = select(func.count()).where(
+        Holding.chain_id == found, Holding.contract.in_([c.lower() for c in contracts])
+    )
+    return session.scalar(query) or 0
