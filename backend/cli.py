@@ -174,10 +174,12 @@ def up(
 
     from pydantic import SecretStr
 
+    from backend import mirror
     from backend.auth.credentials import new_secret
     from backend.kit import datadir, migrate
     from backend.tenants.service import redeploy_ephemeral
     from backend.worker import start_in_process
+    from indexer import process as indexer_process
 
     settings = _settings()
     ensure_port_free(host, port)
@@ -196,6 +198,7 @@ def up(
     redeploy_ephemeral(runtime, network)
     stop = threading.Event()
     start_in_process(stop)
+    indexer_process.start(mirror.follower(runtime, network), runtime.engine, stop)
     console.print(
         f"[bold]PERS[/] on {network} (chain {deployment.chain_id}), data in {settings.data_dir.resolve()}"
     )
@@ -328,6 +331,30 @@ def worker() -> None:
         )
     finally:
         stop.set()
+
+
+@app.command("indexer")
+@reports_errors
+def indexer_command(network: NetworkOption = None, rpc_url: RpcOption = None) -> None:
+    """Mirror a network's tenant contracts into the database (default PERS_NETWORK). One instance per
+    network leads (a Postgres advisory lock); another waits and takes over when the leader stops."""
+    import signal
+    import threading
+
+    from backend import mirror
+    from indexer import process
+
+    settings = _settings()
+    name = network or settings.network
+    if settings.chain_config().network(name).embedded:
+        raise PersError(
+            "the embedded network lives in one process: `pers up` indexes it itself", code="ephemeral_network"
+        )
+    runtime = _runtime(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    process.run(mirror.follower(runtime, name, rpc_url), runtime.engine, stop)
 
 
 @db_app.command("upgrade")

@@ -128,7 +128,7 @@ def events_query(
     names: Sequence[str] | None = None,
     from_block: int | None = None,
     to_block: int | None = None,
-) -> Select[tuple[Event]]:
+) -> Select[Event]:
     """Events of `contracts` in chain order, optionally those naming `participant` (as sender,
     receiver or signer), of some `names`, within blocks; stream it or page it."""
     query = select(Event).where(
@@ -207,11 +207,9 @@ def outcomes(
     ).all()
     found = {}
     for contract, signer, ref, name, block, tx_hash, log_index in rows:
-        key = (contract, signer, ref)
+        key = (contract, signer or "", ref or "")
         if key in wanted:
-            found[key] = Outcome(
-                contract, signer, ref, name == "OperationExecuted", block, tx_hash, log_index
-            )
+            found[key] = Outcome(*key, name == "OperationExecuted", block, tx_hash, log_index)
     return found
 
 

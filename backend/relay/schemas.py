@@ -11,7 +11,7 @@ from backend.kit.db import UINT256_MAX
 from backend.kit.types import Address, Amount, Uint256Out
 
 OperationType = Literal["mint", "transfer", "burn"]
-OperationStatus = Literal["queued", "submitted", "mined", "failed"]
+OperationStatus = Literal["queued", "submitted", "mined", "confirmed", "failed"]
 MAX_BATCH = 1000
 Positive = Annotated[int, Amount(1, UINT256_MAX)]
 Deadline = Annotated[int, Amount(1, 2**63 - 1, code="invalid_deadline")]
@@ -84,6 +84,9 @@ class TransactionOut(Schema):
     created_at: datetime | None = None
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
+    confirmed_at: datetime | None = Field(
+        default=None, description="When the indexer saw it at the confirmation depth"
+    )
 
 
 class BatchItem(Schema):
@@ -131,4 +134,5 @@ def record(op: Any) -> dict[str, Any]:
         "createdAt": when(op.created_at),
         "submittedAt": when(op.submitted_at),
         "finishedAt": when(op.finished_at),
+        "confirmedAt": when(op.confirmed_at),
     }
