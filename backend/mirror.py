@@ -20,7 +20,7 @@ def follower(runtime: Runtime, network: str, rpc_url: str | None = None) -> Foll
     if url is None:  # the embedded EVM lives in this process; `pers up` deploys the platform on it
         rpc, factory = EmbeddedRpc(chain.w3), runtime.platform(network).contracts[FACTORY]
     else:
-        rpc, factory = HttpRpc(url), recorded_platform(chain)[FACTORY]
+        rpc, factory = HttpRpc(url, settings.indexer_rpc_timeout), recorded_platform(chain)[FACTORY]
     options = Options(
         confirmations=chain.network.confirmations,
         poll_interval=settings.indexer_poll_interval,

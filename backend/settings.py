@@ -142,6 +142,7 @@ class Settings(BaseSettings):
     indexer_target_logs: Positive = 5_000
     indexer_reorg_window: Positive = 64
     indexer_poll_interval: Annotated[float, Field(gt=0)] = 1.0
+    indexer_rpc_timeout: Annotated[float, Field(gt=0)] = 30.0  # seconds; a slower answer is a node fault
 
     # Webhook retries: the first after about this long, doubling (at most an hour apart) for the window.
     webhook_retry_base_ms: Positive = 10_000

@@ -88,7 +88,7 @@ class Follower:
 
     def __post_init__(self) -> None:
         self.factory = self.factory.lower()
-        self.size = self.options.initial_range
+        self.size = min(self.options.initial_range, self.options.max_range)
         self.stop = threading.Event()
         self.halt = threading.Event()  # set to end the fetches of an abandoned step
         self.chain_id = -1
@@ -207,6 +207,8 @@ class Follower:
             contracts.update(c.address for c in new)
             logs = self._complete(chunk, contracts)
         self._check(chunk, position, logs)
+        # Of the factory's logs, only the platform's creations belong to the mirror.
+        logs = [e for e in logs if e["address"].lower() != self.factory or self._creations([e])]
         end = chunk.headers[chunk.hi]
         keep = [h for n, h in sorted(chunk.headers.items()) if n >= window]
         with self.sessions() as session, session.begin():

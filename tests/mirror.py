@@ -196,13 +196,31 @@ def world(data_dir: Path, **settings: Any) -> Iterator[World]:
 
 
 @contextmanager
-def indexing(w: World, network: str = "local") -> Iterator[threading.Thread]:
+def indexing(w: World, network: str = "local", rpc_url: str | None = None) -> Iterator[threading.Thread]:
     """The indexer in a thread of this process, stopped afterwards."""
     stop = threading.Event()
-    thread = process.start(mirror.follower(w.runtime, network), w.runtime.engine, stop)
+    thread = process.start(mirror.follower(w.runtime, network, rpc_url), w.runtime.engine, stop)
     try:
         yield thread
     finally:
         stop.set()
         thread.join(60)
         assert not thread.is_alive(), "the indexer did not stop"
+
+
+def mirror_rows(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the mirror's tables but the cursor's timestamps, sorted: two runs compare equal."""
+    from backend.kit.db import make_engine
+    from indexer.models import BlockHeader, Cursor, TenantContract
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            tables = {
+                table.__tablename__: connection.execute(select(table.__table__)).all()
+                for table in (Event, BalanceChange, Holding, Supply, TenantContract, BlockHeader)
+            }
+            tables["cursor"] = connection.execute(select(Cursor.block_number, Cursor.block_hash)).all()
+    finally:
+        engine.dispose()
+    return {name: sorted((tuple(row) for row in rows), key=repr) for name, rows in tables.items()}
