@@ -104,7 +104,10 @@ class EmbeddedRpc:
                 "parentHash": _hex(block["parentHash"]),
             }
         if method == "eth_getLogs":
-            logs = self.w3.eth.get_logs(params[0])
+            query = dict(params[0])
+            if "address" in query:  # web3 takes checksummed addresses only
+                query["address"] = [Web3.to_checksum_address(a) for a in query["address"]]
+            logs = self.w3.eth.get_logs(query)
             return [
                 {
                     "address": entry["address"].lower(),
@@ -118,7 +121,8 @@ class EmbeddedRpc:
                 for entry in logs
             ]
         if method == "eth_call":
-            return _hex(self.w3.eth.call(params[0], params[1]))
+            call = {**params[0], "to": Web3.to_checksum_address(params[0]["to"])}
+            return _hex(self.w3.eth.call(call, params[1]))
         raise RpcError(-32601, f"{method} is not served by the embedded EVM adapter")
 
     def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
