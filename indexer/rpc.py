@@ -6,10 +6,11 @@ results, a bad request) and the node did not answer usefully (`NodeUnavailable`:
 a 5xx, a malformed answer). The follower shrinks its ranges on the first and backs off on both."""
 
 import json
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 from web3 import Web3
+from web3.types import FilterParams, TxParams
 
 
 class RpcError(Exception):
@@ -107,7 +108,7 @@ class EmbeddedRpc:
             query = dict(params[0])
             if "address" in query:  # web3 takes checksummed addresses only
                 query["address"] = [Web3.to_checksum_address(a) for a in query["address"]]
-            logs = self.w3.eth.get_logs(query)
+            logs = self.w3.eth.get_logs(cast(FilterParams, query))
             return [
                 {
                     "address": entry["address"].lower(),
@@ -122,7 +123,7 @@ class EmbeddedRpc:
             ]
         if method == "eth_call":
             call = {**params[0], "to": Web3.to_checksum_address(params[0]["to"])}
-            return _hex(self.w3.eth.call(call, params[1]))
+            return _hex(self.w3.eth.call(cast(TxParams, call), params[1]))
         raise RpcError(-32601, f"{method} is not served by the embedded EVM adapter")
 
     def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
