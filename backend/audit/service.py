@@ -132,10 +132,10 @@ def stream(session: Session, scope: TenantScope, filters: EventFilters) -> Itera
         from_block=filters.from_block,
         to_block=filters.to_block,
     )
+    # The session's identity map holds its rows weakly: a chunk written out is let go.
     result = session.scalars(query.execution_options(yield_per=STREAM_CHUNK))
     for chunk in result.partitions():
         yield described(session, scope, chunk)
-        session.expunge_all()  # the chunk's rows are written out: the session keeps none of them
 
 
 CSV_HEADER = [f.serialization_alias or f.alias or n for n, f in AuditEventOut.model_fields.items()]
