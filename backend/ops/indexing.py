@@ -15,9 +15,9 @@ from indexer import reads
 class Lag:
     network: str
     block: int  # the mirror's cursor; -1 before the first block is written
-    head: int
-    blocks: int
-    seconds: float
+    head: int | None  # None: the node did not answer (the chain check says so)
+    blocks: int | None
+    seconds: float | None
 
 
 def networks(runtime: Runtime) -> list[str]:
@@ -31,11 +31,14 @@ def lag(runtime: Runtime, session: Session, network: str) -> Lag | None:
     cursor = reads.cursor(session, network)
     if cursor is None:
         return None
-    eth = runtime.chain(network).w3.eth
-    head = eth.block_number
-    behind = max(0, head - cursor.block_number)
-    seconds = 0.0
-    if behind:
-        first_missing = eth.get_block(cursor.block_number + 1)
-        seconds = max(0.0, time.time() - first_missing["timestamp"])
+    try:
+        eth = runtime.chain(network).w3.eth
+        head = eth.block_number
+        behind = max(0, head - cursor.block_number)
+        seconds = 0.0
+        if behind:
+            first_missing = eth.get_block(cursor.block_number + 1)
+            seconds = max(0.0, time.time() - first_missing["timestamp"])
+    except Exception:  # any failure of the node: the lag is unknown, the chain's own check names it
+        return Lag(network, cursor.block_number, None, None, None)
     return Lag(network, cursor.block_number, head, behind, round(seconds, 3))

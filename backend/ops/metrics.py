@@ -99,7 +99,7 @@ class StateCollector(Collector):
                 for task, count in session.execute(query):
                     pending.add_metric([task], count)
                 report = relayer.status(self.runtime, session)
-                self._lag(session, lag, ok)
+                self._lag(session, lag)
             ok.add_metric(["database"], 1)
         except Exception:  # the database is down: report the chain alone
             ok.add_metric(["database"], 0)
@@ -125,21 +125,15 @@ class StateCollector(Collector):
         )
 
     def _lag(
-        self,
-        session: Session,
-        families: tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily],
-        ok: GaugeMetricFamily,
+        self, session: Session, families: tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]
     ) -> None:
         block, blocks, seconds = families
         for network in indexing.networks(self.runtime):
-            try:
-                found = indexing.lag(self.runtime, session, network)
-            except Exception:  # the node is down: its chain source says so
-                ok.add_metric([f"indexer:{network}"], 0)
+            found = indexing.lag(self.runtime, session, network)
+            if found is None:
                 continue
-            ok.add_metric([f"indexer:{network}"], 1)
-            if found is not None:
-                block.add_metric([network], found.block)
+            block.add_metric([network], found.block)
+            if found.blocks is not None and found.seconds is not None:  # the node answered
                 blocks.add_metric([network], found.blocks)
                 seconds.add_metric([network], found.seconds)
 

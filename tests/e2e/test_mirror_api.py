@@ -140,6 +140,13 @@ def test_balances_history_and_audit_read_the_mirror(indexed: Platform) -> None:
     }
     credit_row = next(b for b in mine["tokenBalances"] if b["kind"] == "credit")
     assert credit_row["contractAddress"] == shop.credit.address and credit_row["chainTokenId"] == "0"
+    # The operator sees how far the mirror is behind the node.
+    network = "embedded" if platform.env is None else "local"
+    lag = ok(client.get("/readyz"))["checks"]["indexer"]["networks"][network]
+    assert lag["block"] >= last and lag["lagBlocks"] == lag["head"] - lag["block"]
+    metrics = client.get("/metrics", headers=platform.operator()).text
+    assert f'pers_indexer_block{{network="{network}"}}' in metrics
+    assert f'pers_indexer_lag_seconds{{network="{network}"}}' in metrics
     # Another tenant's key sees none of this tenant's tokens, though the holder is the same.
     assert balances(holder, other.with_project())["tokenBalances"] == []
     # The holder signed in sees the same.
