@@ -104,7 +104,8 @@ class EmbeddedRpc:
                 "parentHash": _hex(block["parentHash"]),
             }
         if method == "eth_getLogs":
-            logs = self.w3.eth.get_logs(params[0])
+            query = {**params[0], "address": [Web3.to_checksum_address(a) for a in params[0]["address"]]}
+            logs = self.w3.eth.get_logs(query)
             return [
                 {
                     "address": entry["address"].lower(),
@@ -118,7 +119,8 @@ class EmbeddedRpc:
                 for entry in logs
             ]
         if method == "eth_call":
-            return _hex(self.w3.eth.call(params[0], params[1]))
+            call = {**params[0], "to": Web3.to_checksum_address(params[0]["to"])}
+            return _hex(self.w3.eth.call(call, params[1]))
         raise RpcError(-32601, f"{method} is not served by the embedded EVM adapter")
 
     def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
