@@ -105,7 +105,7 @@ class EmbeddedRpc:
             }
         if method == "eth_getLogs":
             query = {**params[0], "address": [Web3.to_checksum_address(a) for a in params[0]["address"]]}
-            logs = self.w3.eth.get_logs(query)
+            logs = self.w3.eth.get_logs(query)  # type: ignore[arg-type]
             return [
                 {
                     "address": entry["address"].lower(),
@@ -120,7 +120,7 @@ class EmbeddedRpc:
             ]
         if method == "eth_call":
             call = {**params[0], "to": Web3.to_checksum_address(params[0]["to"])}
-            return _hex(self.w3.eth.call(call, params[1]))
+            return _hex(self.w3.eth.call(call, params[1]))  # type: ignore[arg-type]
         raise RpcError(-32601, f"{method} is not served by the embedded EVM adapter")
 
     def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
