@@ -5,10 +5,10 @@ Errors fall in two kinds: the node answered with an error (`RpcError`: a range t
 results, a bad request) and the node did not answer usefully (`NodeUnavailable`: refused, timed out,
 a 5xx, a malformed answer). The follower shrinks its ranges on the first and backs off on both."""
 
-import json
 from typing import Any, Protocol
 
 import httpx
+import orjson
 from web3 import Web3
 
 
@@ -52,14 +52,14 @@ class HttpRpc:
 
     def _post(self, body: Any) -> Any:
         try:
-            response = self.client.post(self.url, content=json.dumps(body))
+            response = self.client.post(self.url, content=orjson.dumps(body))
         except httpx.HTTPError as exc:  # refused, reset, timed out
             raise NodeUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
             raise NodeUnavailable(f"HTTP {response.status_code}")
         try:
-            return json.loads(response.content)
-        except ValueError as exc:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
             raise NodeUnavailable(f"HTTP {response.status_code}, not JSON") from exc
 
     def call(self, method: str, params: list[Any]) -> Any:
