@@ -34,7 +34,7 @@ class Options:
     confirmations: int = 0  # an operation is confirmed this many blocks below the head
     poll_interval: float = 1.0  # seconds between looks at the head once caught up
     fetchers: int = 3  # range fetches in flight
-    initial_range: int = 10  # blocks; then sized by the density of logs seen
+    initial_range: int = 1  # blocks; then sized by the density of logs seen (a dense start stays small)
     max_range: int = 10_000
     target_logs: int = 5_000  # a range answering more than this shrinks; far fewer, it grows
     reorg_window: int = 64  # headers kept below the head; a deeper reorg stops the follower
