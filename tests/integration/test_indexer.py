@@ -37,6 +37,8 @@ def test_relayed_and_external_movements_reach_balances(tmp_path: Path) -> None:
         w.assert_mirror_is_chain()
         with w.runtime.sessions() as session:
             assert reads.supply(session, "local", t.credit).supply == 1000
+            page, total = reads.holders(session, "local", t.credit, 0, 1, 2)
+            assert total == 3 and [(h.holder, h.amount) for h in page] == [(a.lower(), 870), (b.lower(), 100)]
             mine = reads.balances(session, "local", a)
             assert {(x.contract, x.token_id, x.amount) for x in mine.balances} == {
                 (t.credit.lower(), 0, 870),
@@ -165,8 +167,9 @@ def test_the_embedded_chain_and_sqlite_take_the_same_path(tmp_path: Path) -> Non
     try:
         with indexing(w):
             t = w.tenant
-            a, b = t.holders[0].address, t.holders[1].address
+            a, b, c = (h.address for h in t.holders)
             w.mint_credit(a, 500)
+            w.mint_credit(c, 9)  # "9" sorts above "387" as text, not as a number
             w.mint_rewards([(a, REWARD_ID, 4), (b, STATUS_ID, 1)])
             w.transfer(a, b, 120)
             w.transfer_1155(a, b, REWARD_ID, 3)
@@ -181,5 +184,7 @@ def test_the_embedded_chain_and_sqlite_take_the_same_path(tmp_path: Path) -> Non
             w.assert_mirror_is_chain()
             with runtime.sessions() as session:
                 assert reads.balances(session, "embedded", a, [t.credit]).balances[0].amount == 500 - 120 + 7
+                page, _ = reads.holders(session, "embedded", t.credit, 0, 1, 10)
+                assert [h.holder for h in page] == [a.lower(), b.lower(), c.lower()]
     finally:
         runtime.engine.dispose()
