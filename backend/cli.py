@@ -142,6 +142,23 @@ def bench_relay(
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
+@bench_app.command("indexer")
+@reports_errors
+def bench_indexer(
+    events: Annotated[int, typer.Option(help="Transfer events to generate and index.")] = 1_000_000,
+    database_url: Annotated[
+        str, typer.Option(help="A Postgres server: the bench creates and drops its databases there.")
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    as_json: JsonOption = False,
+) -> None:
+    """Backfill speed of `pers indexer` with balances maintained, on an anvil of its own, against the raw
+    pipeline limit (eth_getLogs + JSON parse + COPY) and web3.py's event decoding; peak memory."""
+    from backend.bench import indexer as bench
+
+    result = bench.run(events, database_url)
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 relayer_app = typer.Typer(help="The relayer wallets that pay gas.", no_args_is_help=True)

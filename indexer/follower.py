@@ -34,7 +34,7 @@ class Options:
     confirmations: int = 0  # an operation is confirmed this many blocks below the head
     poll_interval: float = 1.0  # seconds between looks at the head once caught up
     fetchers: int = 3  # range fetches in flight
-    initial_range: int = 100
+    initial_range: int = 1  # blocks; then sized by the density of logs seen (a dense start stays small)
     max_range: int = 10_000
     target_logs: int = 5_000  # a range answering more than this shrinks; far fewer, it grows
     reorg_window: int = 64  # headers kept below the head; a deeper reorg stops the follower
@@ -260,11 +260,13 @@ class Follower:
         numbers = sorted({lo, hi, *range(max(lo, window), hi + 1)})
         headers = self._retrying(lambda: self._headers(numbers))
         logs = self._logs(lo, hi, addresses)
-        if len(logs) > self.options.target_logs:
-            self.size = max(1, self.size // 2)
-        elif len(logs) < self.options.target_logs // 2:
-            self.size = min(self.options.max_range, self.size * 2)
+        self._resize(hi - lo + 1, len(logs))
         return Fetched(lo, hi, addresses, logs, headers)
+
+    def _resize(self, blocks: int, logs: int) -> None:
+        """Next ranges aim at `target_logs` answers at the density just seen, at most doubling."""
+        aim = 2 * blocks if logs == 0 else blocks * self.options.target_logs // logs
+        self.size = max(1, min(self.options.max_range, 2 * self.size, aim))
 
     def _headers(self, numbers: list[int]) -> dict[int, Header]:
         answers = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])

@@ -114,8 +114,12 @@ def holders(
         Holding.amount > 0,
     )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    # SQLite keeps amounts as decimal text: the longer is the larger, then text order is numeric order.
+    largest = [Holding.amount.desc()]
+    if session.get_bind().dialect.name == "sqlite":
+        largest.insert(0, func.length(Holding.amount).desc())
     rows = session.execute(
-        query.order_by(Holding.amount.desc(), Holding.holder).limit(limit).offset((page - 1) * limit)
+        query.order_by(*largest, Holding.holder).limit(limit).offset((page - 1) * limit)
     ).all()
     return [Holder(*row) for row in rows], total
 

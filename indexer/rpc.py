@@ -5,12 +5,11 @@ Errors fall in two kinds: the node answered with an error (`RpcError`: a range t
 results, a bad request) and the node did not answer usefully (`NodeUnavailable`: refused, timed out,
 a 5xx, a malformed answer). The follower shrinks its ranges on the first and backs off on both."""
 
-import json
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import httpx
+import orjson
 from web3 import Web3
-from web3.types import FilterParams, TxParams
 
 
 class RpcError(Exception):
@@ -53,14 +52,14 @@ class HttpRpc:
 
     def _post(self, body: Any) -> Any:
         try:
-            response = self.client.post(self.url, content=json.dumps(body))
+            response = self.client.post(self.url, content=orjson.dumps(body))
         except httpx.HTTPError as exc:  # refused, reset, timed out
             raise NodeUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
             raise NodeUnavailable(f"HTTP {response.status_code}")
         try:
-            return json.loads(response.content)
-        except ValueError as exc:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
             raise NodeUnavailable(f"HTTP {response.status_code}, not JSON") from exc
 
     def call(self, method: str, params: list[Any]) -> Any:
@@ -105,10 +104,8 @@ class EmbeddedRpc:
                 "parentHash": _hex(block["parentHash"]),
             }
         if method == "eth_getLogs":
-            query = dict(params[0])
-            if "address" in query:  # web3 takes checksummed addresses only
-                query["address"] = [Web3.to_checksum_address(a) for a in query["address"]]
-            logs = self.w3.eth.get_logs(cast(FilterParams, query))
+            query = {**params[0], "address": [Web3.to_checksum_address(a) for a in params[0]["address"]]}
+            logs = self.w3.eth.get_logs(query)  # type: ignore[arg-type]
             return [
                 {
                     "address": entry["address"].lower(),
@@ -123,7 +120,7 @@ class EmbeddedRpc:
             ]
         if method == "eth_call":
             call = {**params[0], "to": Web3.to_checksum_address(params[0]["to"])}
-            return _hex(self.w3.eth.call(cast(TxParams, call), params[1]))
+            return _hex(self.w3.eth.call(call, params[1]))  # type: ignore[arg-type]
         raise RpcError(-32601, f"{method} is not served by the embedded EVM adapter")
 
     def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:

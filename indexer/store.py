@@ -8,12 +8,12 @@ dropped whenever a transaction fails, so a chunk costs no read of them."""
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from backend.kit.db import utcnow
@@ -223,15 +223,7 @@ class Store:
             if after < 0:
                 raise RuntimeError(f"balance of {key} would go below zero: the mirror is missing events")
             self.amounts[key] = after
-            holdings.append(
-                {
-                    "chain_id": self.chain_id,
-                    "contract": key[0],
-                    "token_id": key[1],
-                    "holder": key[2],
-                    "amount": after,
-                }
-            )
+            holdings.append((self.chain_id, *key, after))
             token = tokens.setdefault((key[0], key[1]), [0, 0])
             token[0] += delta
             token[1] += (after > 0) - (before > 0)
@@ -239,17 +231,9 @@ class Store:
         for token_key, (supply_delta, holders_delta) in tokens.items():
             supply, holders = self.supplies[token_key]
             self.supplies[token_key] = (supply + supply_delta, holders + holders_delta)
-            supplies.append(
-                {
-                    "chain_id": self.chain_id,
-                    "contract": token_key[0],
-                    "token_id": token_key[1],
-                    "supply": supply + supply_delta,
-                    "holders": holders + holders_delta,
-                }
-            )
-        self._upsert(session, Holding, holdings, ("amount",))
-        self._upsert(session, Supply, supplies, ("supply", "holders"))
+            supplies.append((self.chain_id, *token_key, supply + supply_delta, holders + holders_delta))
+        self._upsert(session, Holding, holdings)
+        self._upsert(session, Supply, supplies)
 
     def _load(self, session: Session, deltas: dict[Key, int]) -> None:
         missing = [key for key in deltas if key not in self.amounts]
@@ -278,18 +262,29 @@ class Store:
             for token_key in tokens:
                 self.supplies.setdefault(token_key, (0, 0))
 
-    def _upsert(
-        self, session: Session, table: Any, rows: list[dict[str, Any]], fields: Iterable[str]
-    ) -> None:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(table)
+    def _upsert(self, session: Session, table: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows (in the table's column order) inserted, or replacing the row of the same key: on
+        Postgres through `COPY` into a temporary table and one `INSERT … ON CONFLICT`."""
+        columns = [c.name for c in table.__table__.columns]
         keys = [c.name for c in table.__table__.primary_key.columns]
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=keys, set_={f: statement.excluded[f] for f in fields}
-            ),
-            rows,
-        )
+        values = [c for c in columns if c not in keys]
+        if session.get_bind().dialect.name != "postgresql":
+            statement = sqlite.insert(table)
+            update = {c: statement.excluded[c] for c in values}
+            session.connection().execute(
+                statement.on_conflict_do_update(index_elements=keys, set_=update),
+                [dict(zip(columns, row, strict=True)) for row in rows],
+            )
+            return
+        name, stage = table.__tablename__, f"{table.__tablename__}_stage"
+        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {name}) ON COMMIT DELETE ROWS")
+        with cursor.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in values)
+        conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {assignments}"
+        cursor.execute(f"INSERT INTO {name} SELECT * FROM {stage} {conflict}")
 
 
 def _json_last(row: Sequence[Any]) -> Sequence[Any]:

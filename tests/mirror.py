@@ -40,6 +40,7 @@ class World:
     rpc_url: str
     database_url: str
     outsiders: list[str] = field(default_factory=list)
+    network: str = "local"
 
     @property
     def w3(self) -> Any:
@@ -104,7 +105,7 @@ class World:
         """The mirror holds the node's head block, by hash."""
         head = self.w3.eth.get_block("latest")
         with self.runtime.sessions() as session:
-            found = reads.cursor(session, "local")
+            found = reads.cursor(session, self.network)
             return (
                 found is not None
                 and found.block_number == head["number"]
@@ -140,7 +141,7 @@ class World:
                         contract,
                         account,
                     )
-                supply = reads.supply(session, "local", contract, token_id)
+                supply = reads.supply(session, self.network, contract, token_id)
                 if token_id == 0:
                     total = t.chain.contract("CreditToken", contract).functions.totalSupply().call()
                     assert supply.supply == total
@@ -196,10 +197,10 @@ def world(data_dir: Path, **settings: Any) -> Iterator[World]:
 
 
 @contextmanager
-def indexing(w: World, network: str = "local", rpc_url: str | None = None) -> Iterator[threading.Thread]:
-    """The indexer in a thread of this process, stopped afterwards."""
+def indexing(w: World, rpc_url: str | None = None) -> Iterator[threading.Thread]:
+    """The indexer in a thread of this process (as `pers up` runs it), stopped afterwards."""
     stop = threading.Event()
-    thread = process.start(mirror.follower(w.runtime, network, rpc_url), w.runtime.engine, stop)
+    thread = process.start(mirror.follower(w.runtime, w.network, rpc_url), w.runtime.engine, stop)
     try:
         yield thread
     finally:

@@ -9,10 +9,13 @@ from eth_account import Account
 from sqlalchemy import select
 
 from backend.chain.deploy import CreditSpec, TokenKind, create_credit, tenant_key
+from backend.kit import migrate
+from backend.runtime import Runtime
+from backend.settings import Settings
 from indexer import reads
 from indexer.models import Event, TenantContract
-from tests.conftest import REWARD_ID, STATUS_ID, dev_account
-from tests.mirror import indexing, world
+from tests.conftest import REWARD_ID, STATUS_ID, _onboard, dev_account
+from tests.mirror import World, indexing, world
 
 OTHER_ID = 3  # a second transferable id, for a batch of two (OpenZeppelin logs a batch of one as single)
 
@@ -34,6 +37,8 @@ def test_relayed_and_external_movements_reach_balances(tmp_path: Path) -> None:
         w.assert_mirror_is_chain()
         with w.runtime.sessions() as session:
             assert reads.supply(session, "local", t.credit).supply == 1000
+            page, total = reads.holders(session, "local", t.credit, 0, 1, 2)
+            assert total == 3 and [(h.holder, h.amount) for h in page] == [(a.lower(), 870), (b.lower(), 100)]
             mine = reads.balances(session, "local", a)
             assert {(x.contract, x.token_id, x.amount) for x in mine.balances} == {
                 (t.credit.lower(), 0, 870),
@@ -149,3 +154,37 @@ def test_reorgs_of_depth_1_to_20_leave_the_mirror_equal_to_the_chain(tmp_path: P
                     w.tenant.chain.rpc("anvil_mine", hex(rng.randint(0, depth)))  # removed
             w.wait_synced()
             w.assert_mirror_is_chain()
+
+
+def test_the_embedded_chain_and_sqlite_take_the_same_path(tmp_path: Path) -> None:
+    """`pers up`'s defaults: the in-process EVM and a SQLite file, the same follower and store."""
+    settings = Settings(
+        data_dir=tmp_path, network="embedded", master_key=None, relayer_key=None, indexer_poll_interval=0.05
+    )
+    migrate.upgrade(settings.sqlalchemy_url())
+    runtime = Runtime.from_settings(settings)
+    w = World(runtime, _onboard(runtime.chain("embedded")), "", settings.sqlalchemy_url(), network="embedded")
+    try:
+        with indexing(w):
+            t = w.tenant
+            a, b, c = (h.address for h in t.holders)
+            w.mint_credit(a, 500)
+            w.mint_credit(c, 9)  # "9" sorts above "387" as text, not as a number
+            w.mint_rewards([(a, REWARD_ID, 4), (b, STATUS_ID, 1)])
+            w.transfer(a, b, 120)
+            w.transfer_1155(a, b, REWARD_ID, 3)
+            w.wait_synced()
+            w.assert_mirror_is_chain()
+            snapshot = t.chain.rpc("evm_snapshot")
+            w.transfer(a, b, 5)
+            w.wait_synced()
+            t.chain.rpc("evm_revert", snapshot)  # a reorg on the embedded chain too
+            w.transfer(b, a, 7)
+            w.wait_synced()
+            w.assert_mirror_is_chain()
+            with runtime.sessions() as session:
+                assert reads.balances(session, "embedded", a, [t.credit]).balances[0].amount == 500 - 120 + 7
+                page, _ = reads.holders(session, "embedded", t.credit, 0, 1, 10)
+                assert [h.holder for h in page] == [a.lower(), b.lower(), c.lower()]
+    finally:
+        runtime.engine.dispose()

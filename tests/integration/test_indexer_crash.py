@@ -1,5 +1,6 @@
-"""`pers indexer` SIGKILLed at random points of a backfill and restarted ends with exactly the rows of
-an uninterrupted run: same events, balance changes, holdings, supplies, contracts, headers, cursor."""
+"""`pers indexer` as a process: SIGKILLed at random points of a backfill and restarted, it ends with
+exactly the rows of an uninterrupted run (same events, balance changes, holdings, supplies, contracts,
+headers, cursor); a second instance stands by and takes over when the leader dies."""
 
 import os
 import random
@@ -32,21 +33,27 @@ def backfill(w: World, rng: random.Random) -> None:
         w.tenant.chain.rpc("anvil_mine", hex(rng.randint(0, 30)))
 
 
+def indexer_env(w: World, data_dir: Path, **extra: str) -> dict[str, str]:
+    """`pers indexer`'s environment for the world's node and database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERS_")}
+    env.update(
+        PERS_DATA_DIR=str(data_dir),
+        PERS_DATABASE_URL=w.database_url,
+        PERS_NETWORK="local",
+        PERS_RPC_URL=w.rpc_url,
+        PERS_INDEXER_POLL_INTERVAL="0.05",
+        **extra,
+    )
+    return env
+
+
 def test_sigkilled_indexer_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
     rng = random.Random(11)
     with world(tmp_path) as w:
         backfill(w, rng)
         head = w.w3.eth.block_number
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PERS_")}
-        env.update(
-            PERS_DATA_DIR=str(tmp_path),
-            PERS_DATABASE_URL=w.database_url,
-            PERS_NETWORK="local",
-            PERS_RPC_URL=w.rpc_url,
-            PERS_INDEXER_MAX_RANGE="4",  # many small chunks: many points to be killed between
-            PERS_INDEXER_TARGET_LOGS="300",
-            PERS_INDEXER_POLL_INTERVAL="0.05",
-        )
+        # many small chunks: many points to be killed between
+        env = indexer_env(w, tmp_path, PERS_INDEXER_MAX_RANGE="4", PERS_INDEXER_TARGET_LOGS="300")
 
         def cursor() -> int:
             with w.runtime.sessions() as session:
@@ -88,3 +95,35 @@ def test_sigkilled_indexer_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
                 runtime.engine.dispose()
         assert len(interrupted["mirror_events"]) > 5000
         assert interrupted == uninterrupted
+
+
+def test_a_standby_takes_over_when_the_leader_dies(tmp_path: Path) -> None:
+    with world(tmp_path) as w:
+        holder = w.tenant.holders[0].address
+        env = indexer_env(w, tmp_path)
+        logs = [tmp_path / "first.log", tmp_path / "second.log"]
+        first, second = (
+            subprocess.Popen(
+                [sys.executable, "-m", "backend.cli", "indexer"],
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            for log in logs
+        )
+        try:
+            w.mint_credit(holder, 1)
+            w.wait_synced()
+            wait_until(lambda: any("indexer.standby" in log.read_text() for log in logs), "a standby")
+            leader, standby = (first, second) if "indexer.standby" in logs[1].read_text() else (second, first)
+            leader.send_signal(signal.SIGKILL)
+            leader.wait(30)
+            w.mint_credit(holder, 2)
+            w.wait_synced()  # only the standby is left to write it
+            w.assert_mirror_is_chain()
+            assert standby.poll() is None
+        finally:
+            for proc in (first, second):
+                proc.kill()
+                proc.wait(30)
