@@ -18,14 +18,16 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from backend import __doc__ as description
+from backend.audit.router import router as audit_router
 from backend.auth.router import admins as admins_router
 from backend.auth.router import router as auth_router
+from backend.balances.router import router as balances_router
 from backend.businesses.router import router as businesses_router
 from backend.kit.api import error_responses, known_query_parameters
 from backend.kit.body import BodyLimit
 from backend.kit.errors import PersError
 from backend.kit.types import FIELD_CODES
-from backend.ops import metrics
+from backend.ops import indexing, metrics
 from backend.ops.router import router as ops_router
 from backend.relay.router import router as transactions_router
 from backend.runtime import Runtime
@@ -43,9 +45,11 @@ ROUTERS = (
     businesses_router,
     users_router,
     tokens_router,
+    balances_router,
     ops_router,
     transactions_router,
     webhooks_router,
+    audit_router,
 )
 
 
@@ -203,7 +207,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "a dependency is down"}})
     def readyz() -> JSONResponse:
         """Readiness: the database, the broker and the chains of the test and live environments answer.
-        `failed` names the checks that did not."""
+        `failed` names the checks that did not. The indexer's lag is reported, not judged: a mirror
+        behind the chain makes balances older (they carry `asOfBlock`), not the API unready."""
         checks = {
             "database": _check(lambda: _ping_database(runtime)),
             "broker": _check(lambda: _ping_broker(runtime)),
@@ -211,6 +216,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         }
         if runtime.settings.live_network not in (None, runtime.settings.network_for("test")):
             checks["liveChain"] = _check(lambda: _ping_chain(runtime, "live"))
+        checks["indexer"] = _check(lambda: _indexer_lag(runtime))
         failed = [name for name, check in checks.items() if not check["ok"]]
         body = {"status": "unavailable" if failed else "ok", "failed": failed, "checks": checks}
         return JSONResponse(body, status_code=503 if failed else 200)
@@ -235,6 +241,24 @@ def _ping_broker(runtime: Runtime) -> dict[str, Any]:
     with celery_app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=2)
     return {"transport": connection.transport_cls}
+
+
+def _indexer_lag(runtime: Runtime) -> dict[str, Any]:
+    with runtime.sessions() as session:
+        lags = {network: indexing.lag(runtime, session, network) for network in indexing.networks(runtime)}
+    return {
+        "networks": {
+            network: None
+            if found is None
+            else {
+                "block": found.block,
+                "head": found.head,
+                "lagBlocks": found.blocks,
+                "lagSeconds": found.seconds,
+            }
+            for network, found in lags.items()
+        }
+    }
 
 
 def _ping_chain(runtime: Runtime, environment: str) -> dict[str, Any]:

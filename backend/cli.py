@@ -142,6 +142,23 @@ def bench_relay(
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
+@bench_app.command("indexer")
+@reports_errors
+def bench_indexer(
+    events: Annotated[int, typer.Option(help="Transfer events to generate and index.")] = 1_000_000,
+    database_url: Annotated[
+        str, typer.Option(help="A Postgres server: the bench creates and drops its databases there.")
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    as_json: JsonOption = False,
+) -> None:
+    """Backfill speed of `pers indexer` with balances maintained, on an anvil of its own, against the raw
+    pipeline limit (eth_getLogs + JSON parse + COPY) and web3.py's event decoding; peak memory."""
+    from backend.bench import indexer as bench
+
+    result = bench.run(events, database_url)
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 relayer_app = typer.Typer(help="The relayer wallets that pay gas.", no_args_is_help=True)
@@ -174,10 +191,12 @@ def up(
 
     from pydantic import SecretStr
 
+    from backend import mirror
     from backend.auth.credentials import new_secret
     from backend.kit import datadir, migrate
     from backend.tenants.service import redeploy_ephemeral
     from backend.worker import start_in_process
+    from indexer import process as indexer_process
 
     settings = _settings()
     ensure_port_free(host, port)
@@ -196,6 +215,7 @@ def up(
     redeploy_ephemeral(runtime, network)
     stop = threading.Event()
     start_in_process(stop)
+    indexer_process.start(mirror.follower(runtime, network), runtime.engine, stop)
     console.print(
         f"[bold]PERS[/] on {network} (chain {deployment.chain_id}), data in {settings.data_dir.resolve()}"
     )
@@ -328,6 +348,142 @@ def worker() -> None:
         )
     finally:
         stop.set()
+
+
+@app.command("indexer")
+@reports_errors
+def indexer_command(network: NetworkOption = None, rpc_url: RpcOption = None) -> None:
+    """Mirror a network's tenant contracts into the database (default PERS_NETWORK). One instance per
+    network leads (a Postgres advisory lock); another waits and takes over when the leader stops."""
+    import signal
+    import threading
+
+    from backend import mirror
+    from indexer import process
+
+    settings = _settings()
+    name = network or settings.network
+    if settings.chain_config().network(name).embedded:
+        raise PersError(
+            "the embedded network lives in one process: `pers up` indexes it itself", code="ephemeral_network"
+        )
+    runtime = _runtime(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    process.run(mirror.follower(runtime, name, rpc_url), runtime.engine, stop)
+
+
+audit_app = typer.Typer(help="Audit the chain mirror against the chain.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+@reports_errors
+def audit_verify(
+    network: RequiredNetwork,
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant's slug.")],
+    rpc_url: Annotated[
+        str | None,
+        typer.Option("--rpc-url", help="A node you trust (default: the network's configured URL)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check the mirror of a tenant's environments on NETWORK against a node: every holder's balance
+    against balanceOf, every supply, every event mapped to an operation or flagged external. Exits 1
+    on any mismatch, naming the holder, the token and both amounts."""
+    from rich.progress import Progress
+    from sqlalchemy import select
+
+    from backend.audit import verify
+    from backend.auth.principal import TenantScope
+    from backend.chain.client import connect
+    from backend.tenants.models import Tenant, TenantEnvironment
+
+    settings = _settings()
+    if settings.chain_config().network(network).embedded:
+        raise PersError(
+            "the embedded network lives in its `pers up` process: ask it (POST /v1/audit/verify)",
+            code="ephemeral_network",
+        )
+    runtime = _runtime(settings)
+    with runtime.sessions() as session:
+        found = session.scalar(select(Tenant).where(Tenant.slug == tenant))
+        if found is None:
+            raise PersError(f"no tenant with the slug {tenant!r}", code="tenant_not_found")
+        environments = session.scalars(
+            select(TenantEnvironment.environment)
+            .where(TenantEnvironment.tenant_id == found.id, TenantEnvironment.network == network)
+            .order_by(TenantEnvironment.environment)
+        ).all()
+    if not environments:
+        raise PersError(f"tenant {tenant} has no environment on {network}", code="network_not_used")
+    chain = connect(settings, network, rpc_url)
+    reports = {}
+    tasks: dict[str, Any] = {}
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        for environment in environments:
+
+            def progress(stage: str, done: int, total: int, environment: str = environment) -> None:
+                name = f"{environment}: {stage}"
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total)
+                bar.update(tasks[name], advance=done)
+
+            scope = TenantScope(found.id, environment)
+            reports[environment] = verify.verify(runtime.sessions, scope, lambda _: chain, progress)
+    ok = all(r.ok for r in reports.values())
+    if as_json:
+        shown = {e: r.model_dump(mode="json", by_alias=True) for e, r in reports.items()}
+        typer.echo(json.dumps({"tenant": tenant, "network": network, "ok": ok, "reports": shown}))
+    else:
+        _print_audit(tenant, network, reports)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _print_audit(tenant: str, network: str, reports: dict[str, Any]) -> None:
+    summary = Table(title=f"{tenant} on {network}", title_justify="left")
+    for column in (
+        "environment",
+        "block",
+        "holders",
+        "supplies",
+        "events",
+        "mapped",
+        "external",
+        "unmatched",
+    ):
+        summary.add_column(column, justify="left" if column == "environment" else "right")
+    for environment, r in reports.items():
+        holders = f"{r.holders.checked} ({r.holders.mismatched} off)"
+        supplies = f"{r.supplies.checked} ({r.supplies.mismatched} off)"
+        events = r.events
+        summary.add_row(
+            environment,
+            str(r.as_of_block),
+            holders,
+            supplies,
+            str(events.checked),
+            str(events.mapped),
+            str(events.external),
+            str(events.unmatched),
+        )
+    console.print(summary)
+    for environment, r in reports.items():
+        for m in r.mismatches:
+            who = f"holder {m.holder}" if m.holder else "supply"
+            console.print(
+                f"[red]mismatch[/] {environment}: {who} of token {m.contract} id {m.chain_token_id}: "
+                f"mirror {m.mirror}, chain {m.chain}"
+            )
+        for e in r.unmatched_events:
+            console.print(
+                f"[red]unmatched[/] {environment}: {e.name} at {e.tx_hash}:{e.log_index} carries ref {e.ref} "
+                f"of signer {e.signer}, which no operation of the books has"
+            )
+    bad = sum(r.holders.mismatched + r.supplies.mismatched + r.events.unmatched for r in reports.values())
+    console.print("[green]the mirror equals the chain[/]" if not bad else f"[red]{bad} problem(s)[/]")
 
 
 @db_app.command("upgrade")

@@ -9,13 +9,19 @@ from backend.tenants.models import Tenant, TenantEnvironment
 from backend.tokens.models import TokenType
 from backend.users.models import User, UserLink
 from backend.webhooks.models import Webhook, WebhookDelivery, WebhookEvent
+from indexer.models import BalanceChange, BlockHeader, Cursor, Event, Holding, Supply, TenantContract
 
 metadata = Base.metadata
 
 __all__ = [
     "Admin",
     "ApiKey",
+    "BalanceChange",
+    "BlockHeader",
     "Business",
+    "Cursor",
+    "Event",
+    "Holding",
     "Lane",
     "Operation",
     "OutboxMessage",
@@ -23,7 +29,9 @@ __all__ = [
     "RelayRequest",
     "RelayerTransaction",
     "SiweNonce",
+    "Supply",
     "Tenant",
+    "TenantContract",
     "TenantEnvironment",
     "TokenType",
     "User",

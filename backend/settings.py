@@ -135,6 +135,15 @@ class Settings(BaseSettings):
     relay_resend_after: Annotated[float, Field(gt=0)] = 15.0
     relay_replace_after: Annotated[float, Field(gt=0)] = 60.0
 
+    # The indexer: range fetches in flight, the largest `eth_getLogs` range, the answer size above which
+    # ranges shrink, the headers kept below the head to detect reorgs, and the idle poll (seconds).
+    indexer_fetchers: Positive = 3
+    indexer_max_range: Positive = 10_000
+    indexer_target_logs: Positive = 5_000
+    indexer_reorg_window: Positive = 64
+    indexer_poll_interval: Annotated[float, Field(gt=0)] = 1.0
+    indexer_rpc_timeout: Annotated[float, Field(gt=0)] = 30.0  # seconds; a slower answer is a node fault
+
     # Webhook retries: the first after about this long, doubling (at most an hour apart) for the window.
     webhook_retry_base_ms: Positive = 10_000
     webhook_retry_window: Positive = 24 * 3600  # seconds after the event; then the delivery is `failed`

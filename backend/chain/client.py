@@ -16,7 +16,7 @@ from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
 from web3.providers.eth_tester import EthereumTesterProvider
-from web3.types import RPCEndpoint, TxParams, TxReceipt, Wei
+from web3.types import RPCEndpoint, RPCResponse, TxParams, TxReceipt, Wei
 
 from backend.chain.artifacts import abi, artifact
 from backend.kit.errors import ChainError, ChainUnavailable, ConfigError, GasCapExceeded
@@ -160,6 +160,20 @@ class Chain:
         return Wei(max(max_fee, tip)), tip
 
 
+class EmbeddedProvider(EthereumTesterProvider):
+    """The in-process EVM, one request at a time: py-evm is not thread-safe, and under `pers up` the API,
+    the worker and the indexer share it (a block read while another thread mines it came back with a
+    hash that then changed, which the indexer took for a reorg)."""
+
+    def __init__(self, tester: EthereumTester) -> None:
+        super().__init__(tester)
+        self._serial = threading.RLock()
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        with self._serial:
+            return super().make_request(method, params)
+
+
 def connect(settings: Settings, network_name: str | None = None, rpc_url: str | None = None) -> Chain:
     """Connects to a configured network by name; `rpc_url` overrides the configured URL."""
     network = settings.chain_config().network(network_name or settings.network)
@@ -167,9 +181,7 @@ def connect(settings: Settings, network_name: str | None = None, rpc_url: str | 
     url = resolve_rpc_url(network, rpc_url or settings.rpc_url)
     if url is None:
         w3 = Web3(
-            EthereumTesterProvider(
-                EthereumTester(PyEVMBackend(mnemonic=DEV_MNEMONIC, hd_path="m/44'/60'/0'/0"))
-            )
+            EmbeddedProvider(EthereumTester(PyEVMBackend(mnemonic=DEV_MNEMONIC, hd_path="m/44'/60'/0'/0")))
         )
     else:
         w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))

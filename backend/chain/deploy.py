@@ -12,7 +12,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from backend.chain.client import Chain
-from backend.kit.errors import ChainError
+from backend.kit.errors import ChainError, ConfigError
 
 FACTORY = "TokenFactory"
 
@@ -69,6 +69,18 @@ def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeploym
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(deployment.as_json(), indent=2) + "\n")
     return deployment
+
+
+def recorded_platform(chain: Chain, record: Path | None = None) -> dict[str, ChecksumAddress]:
+    """The platform contracts `deploy_platform` recorded for this chain; a `ConfigError` when none are."""
+    existing = _read_record(record or chain.network.deployments)
+    if not existing or existing.get("chainId") != chain.chain_id:
+        raise ConfigError(
+            f"no platform deployment recorded for {chain.network.name}: run `pers chain deploy`",
+            code="not_deployed",
+        )
+    contracts: dict[str, ChecksumAddress] = existing["contracts"]
+    return contracts
 
 
 def register_relayer(chain: Chain, factory_address: str, relayer: str) -> None:

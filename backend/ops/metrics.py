@@ -4,9 +4,10 @@ Two kinds, for processes that may run many times on many machines:
 - Events counted where they happen (HTTP requests in the API; operation latency and gas used in the
   worker that sees the receipt): process-local instruments in `REGISTRY`. Prometheus scrapes each
   process and sums across instances (`sum without(instance)`).
-- State (outbox and relay queues, relayer balances and nonces): computed on scrape from the database and
-  the chain by `StateCollector`, so every API process reports the same truth and nothing goes stale when
-  a worker dies. Only API processes serve them; a worker's metrics port serves its events alone."""
+- State (outbox and relay queues, relayer balances and nonces, indexer lag): computed on scrape from
+  the database and the chain by `StateCollector`, so every API process reports the same truth and
+  nothing goes stale when a worker dies. Only API processes serve them; a worker's metrics port serves
+  its events alone."""
 
 from collections.abc import Iterator
 
@@ -21,11 +22,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from web3 import Web3
 
 from backend.kit.db import unit_of_work
 from backend.kit.outbox import OutboxMessage
-from backend.ops import relayer
+from backend.ops import indexing, relayer
 from backend.runtime import Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -86,6 +88,7 @@ class StateCollector(Collector):
         )
         queue = GaugeMetricFamily("pers_relay_queue_depth", "Operations queued for the chain.")
         oldest = GaugeMetricFamily("pers_relay_oldest_queued_seconds", "Age of the oldest queued operation.")
+        lag = self._lag_families()
         try:
             with unit_of_work(self.runtime.sessions) as session:
                 query = (
@@ -96,6 +99,7 @@ class StateCollector(Collector):
                 for task, count in session.execute(query):
                     pending.add_metric([task], count)
                 report = relayer.status(self.runtime, session)
+                self._lag(session, lag)
             ok.add_metric(["database"], 1)
         except Exception:  # the database is down: report the chain alone
             ok.add_metric(["database"], 0)
@@ -104,7 +108,34 @@ class StateCollector(Collector):
             queue.add_metric([], report.queue_depth)
         if report.oldest_queued_age_seconds is not None:
             oldest.add_metric([], report.oldest_queued_age_seconds)
-        yield from (pending, queue, oldest, *self._wallets(report, ok), ok)
+        yield from (pending, queue, oldest, *lag, *self._wallets(report, ok), ok)
+
+    def _lag_families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        labels = ["network"]
+        return (
+            GaugeMetricFamily("pers_indexer_block", "The last block in the chain mirror.", labels=labels),
+            GaugeMetricFamily(
+                "pers_indexer_lag_blocks", "The node's head less the mirror's last block.", labels=labels
+            ),
+            GaugeMetricFamily(
+                "pers_indexer_lag_seconds",
+                "Age of the oldest block the mirror does not hold yet (0: it holds the head).",
+                labels=labels,
+            ),
+        )
+
+    def _lag(
+        self, session: Session, families: tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]
+    ) -> None:
+        block, blocks, seconds = families
+        for network in indexing.networks(self.runtime):
+            found = indexing.lag(self.runtime, session, network)
+            if found is None:
+                continue
+            block.add_metric([network], found.block)
+            if found.blocks is not None and found.seconds is not None:  # the node answered
+                blocks.add_metric([network], found.blocks)
+                seconds.add_metric([network], found.seconds)
 
     def _wallets(self, report: relayer.RelayerStatus, ok: GaugeMetricFamily) -> Iterator[GaugeMetricFamily]:
         labels = ["network", "address"]

@@ -41,7 +41,8 @@ class Operation(Timestamped, Base):
     signature: Mapped[str | None] = mapped_column(String(132))
     recipient_user_id: Mapped[uuid.UUID | None]
     sender_user_id: Mapped[uuid.UUID | None]
-    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued|submitted|mined|failed
+    # queued | submitted | mined | confirmed (the indexer saw it at the confirmation depth) | failed
+    status: Mapped[str] = mapped_column(String(10), default="queued")
     error_code: Mapped[str | None] = mapped_column(String(32))
     relayer_tx_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relayer_transactions.id"), index=True)
     tx_hash: Mapped[str | None] = mapped_column(String(66))
@@ -50,6 +51,7 @@ class Operation(Timestamped, Base):
     gas_used: Mapped[int | None] = mapped_column(BigInteger)  # the transaction's share for this operation
     submitted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relay_requests.id"), index=True)
 
 

@@ -14,7 +14,7 @@ from backend.kit.api import Page, Paging, error_responses
 from backend.kit.errors import NotFound, PersError
 from backend.kit.session import DbSession
 from backend.kit.types import Address
-from backend.relay import service
+from backend.relay import history, service
 from backend.relay.idempotency import Claim, request_hash
 from backend.relay.models import Operation
 from backend.relay.schemas import (
@@ -163,6 +163,7 @@ def mine(
 
 @router.get("", response_model=Page[TransactionOut])
 def list_transactions(
+    request: Request,
     session: DbSession,
     caller: Lister,
     paging: Annotated[Paging, Depends()],
@@ -172,8 +173,11 @@ def list_transactions(
     participant_address: Annotated[Address | None, Query(alias="participantAddress")] = None,
     date_from: Annotated[datetime | None, Query(alias="dateFrom")] = None,
     date_to: Annotated[datetime | None, Query(alias="dateTo")] = None,
+    external: bool | None = None,
 ) -> Page[TransactionOut]:
-    """The environment's operations (a business's own only), newest first, with filters."""
+    """The environment's operations (a business's own only) and, for admins and auditors, the movements
+    of its tokens made on chain by wallets (`external`), with filters. Not yet on chain first (newest
+    first), then by chain position, latest first."""
     query = _visible(session, caller)
     if type is not None:
         query = query.where(Operation.type == type)
@@ -188,8 +192,13 @@ def list_transactions(
         query = query.where(Operation.created_at >= date_from)
     if date_to is not None:
         query = query.where(Operation.created_at < date_to)
-    rows, meta = paging.apply(session, _ordered(query))
-    return Page(data=[TransactionOut.model_validate(r) for r in rows], meta=meta)
+    filters = history.Filters(
+        type, status, token_id, participant_address, date_from is not None or date_to is not None, external
+    )
+    with_external = caller.kind in (ADMIN, AUDITOR)
+    return history.page(
+        session, _settings(request), caller.tenant, query, filters, paging, with_external=with_external
+    )
 
 
 @router.get("/{transaction_id}", response_model=TransactionOut, responses=error_responses(404))

@@ -11,7 +11,7 @@ from backend.kit.db import UINT256_MAX
 from backend.kit.types import Address, Amount, Uint256Out
 
 OperationType = Literal["mint", "transfer", "burn"]
-OperationStatus = Literal["queued", "submitted", "mined", "failed"]
+OperationStatus = Literal["queued", "submitted", "mined", "confirmed", "failed"]
 MAX_BATCH = 1000
 Positive = Annotated[int, Amount(1, UINT256_MAX)]
 Deadline = Annotated[int, Amount(1, 2**63 - 1, code="invalid_deadline")]
@@ -57,6 +57,11 @@ class TransactionOut(Schema):
     id: uuid.UUID
     type: str
     status: str
+    external: bool = Field(
+        default=False,
+        description="Seen on chain, not relayed by the platform (a wallet's own transfer): no ref, "
+        "signer or createdAt",
+    )
     token_id: uuid.UUID = Field(validation_alias="token_type_id")
     network: str
     contract_address: str
@@ -64,21 +69,24 @@ class TransactionOut(Schema):
     from_: str = Field(validation_alias="from_address", serialization_alias="from")
     to: str = Field(validation_alias="to_address")
     amount: Uint256Out
-    ref: str
-    signer: str
-    business_id: uuid.UUID | None
-    sender_user_id: uuid.UUID | None
-    recipient_user_id: uuid.UUID | None
+    ref: str | None = None
+    signer: str | None = None
+    business_id: uuid.UUID | None = None
+    sender_user_id: uuid.UUID | None = None
+    recipient_user_id: uuid.UUID | None = None
     error_code: str | None = Field(
-        description="Why it failed: an API or chain code (e.g. insufficient_balance)"
+        default=None, description="Why it failed: an API or chain code (e.g. insufficient_balance)"
     )
     tx_hash: str | None
     block_number: int | None
     log_index: int | None
-    gas_used: int | None
-    created_at: datetime
-    submitted_at: datetime | None
-    finished_at: datetime | None
+    gas_used: int | None = None
+    created_at: datetime | None = None
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    confirmed_at: datetime | None = Field(
+        default=None, description="When the indexer saw it at the confirmation depth"
+    )
 
 
 class BatchItem(Schema):
@@ -105,6 +113,7 @@ def record(op: Any) -> dict[str, Any]:
         "id": str(op.id),
         "type": op.type,
         "status": op.status,
+        "external": False,
         "tokenId": str(op.token_type_id),
         "network": op.network,
         "contractAddress": op.contract_address,
@@ -125,4 +134,5 @@ def record(op: Any) -> dict[str, Any]:
         "createdAt": when(op.created_at),
         "submittedAt": when(op.submitted_at),
         "finishedAt": when(op.finished_at),
+        "confirmedAt": when(op.confirmed_at),
     }

@@ -106,10 +106,12 @@ def standard_of(token: TokenType) -> TokenStandard:
 
 
 def domain_of(settings: Settings, token: TokenType) -> Domain:
-    """The token's EIP-712 domain from what the platform recorded (a credit's name is its `name()`)."""
+    """The token's EIP-712 domain from what the platform recorded (a credit's name is its `name()`; the
+    rewards contract's is fixed, whatever the token type is called)."""
     network = settings.chain_config().network(_network(settings, token))
     assert token.contract_address is not None
-    return Domain(standard_of(token), network.chain_id, token.contract_address, token.name)
+    name = token.name if token.kind == "credit" else ""
+    return Domain(standard_of(token), network.chain_id, token.contract_address, name)
 
 
 def _network(settings: Settings, token: TokenType) -> str:

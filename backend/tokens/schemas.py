@@ -59,3 +59,11 @@ class TokenOut(Schema):
     contract_address: str | None
     chain_token_id: Uint256Out | None = Field(description="The ERC-1155 id of a reward or status")
     created_at: datetime
+
+
+class TokenDetail(TokenOut):
+    """A token with its figures from the chain mirror (null until it is on chain)."""
+
+    supply: Uint256Out | None = Field(description="Minted less burnt, as of `asOfBlock`")
+    holder_count: int | None = Field(description="Holders with a non-zero balance")
+    as_of_block: int | None

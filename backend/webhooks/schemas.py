@@ -6,11 +6,16 @@ from pydantic import Field
 
 from backend.kit.api import Input, Schema
 
-# What the relay emits now; the others are SPEC's names, accepted for subscription ahead of the
+# What the relay and the indexer emit now; the others are SPEC's names, accepted for subscription ahead of the
 # features that will emit them, so a receiver can subscribe once.
-EMITTED = ("transaction.submitted", "transaction.mined", "transaction.failed", "relayer.low_balance")
-ANNOUNCED = (
+EMITTED = (
+    "transaction.submitted",
+    "transaction.mined",
     "transaction.confirmed",
+    "transaction.failed",
+    "relayer.low_balance",
+)
+ANNOUNCED = (
     "claim.completed",
     "claim.failed",
     "redeem.completed",

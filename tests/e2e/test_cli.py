@@ -18,6 +18,7 @@ from web3 import Web3
 from backend.chain.client import dev_account
 from backend.settings import PROJECT_ROOT
 from tests.conftest import free_port, missing
+from tests.platform import wait_for
 
 PERS = [sys.executable, "-m", "backend.cli"]
 
@@ -158,11 +159,23 @@ def test_up_serves_health_and_openapi_and_stops_cleanly(tmp_path: Path, stop: si
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         ready = httpx.get(f"{up.base}/readyz")
         assert ready.status_code == 200, ready.text
-        assert {c: v["ok"] for c, v in ready.json()["checks"].items()} == {
+        checks = ready.json()["checks"]
+        assert {c: v["ok"] for c, v in checks.items()} == {
             "database": True,
             "broker": True,
             "chain": True,
+            "indexer": True,
         }
+        # `pers up` indexes its chain in process: the mirror's block and its lag behind the node.
+        mirrored = wait_for(
+            lambda: httpx.get(f"{up.base}/readyz").json()["checks"]["indexer"]["networks"]["embedded"],
+            lambda found: found is not None,
+            "the indexer's first write",
+        )
+        assert (
+            mirrored["head"] >= mirrored["block"] >= 0
+            and mirrored["lagBlocks"] == mirrored["head"] - mirrored["block"]
+        )
         spec = httpx.get(f"{up.base}/openapi.json").json()
         assert {"/healthz", "/readyz", "/v1/tenants", "/v1/auth/token"} <= set(spec["paths"])
         assert httpx.get(f"{up.base}/docs").status_code == 200

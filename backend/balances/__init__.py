@@ -1,0 +1,1 @@
+"""Balances, supplies and holders of a tenant's tokens, read from the chain mirror."""

@@ -1,0 +1,103 @@
+"""A tenant environment's tokens as the mirror knows them (by contract and chain token id), and the
+balances, supplies and holders of those tokens. Only the caller's tokens are ever read: another
+tenant's contracts on the same chain stay out of every answer."""
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.auth.principal import TenantScope
+from backend.balances.schemas import BalancesOut, HolderOut, HoldersPage, TokenBalanceOut
+from backend.kit.api import PageMeta, Paging
+from backend.kit.scope import scoped
+from backend.tenants.models import TenantEnvironment
+from backend.tokens.models import TokenType
+from indexer import reads
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The environment's network, its on-chain tokens by (lowercase contract, chain token id), and
+    every contract of the tenant there with its kind, `credit` (ERC-20) or `rewards` (ERC-1155): the
+    books' and those the mirror found through the factory."""
+
+    network: str | None
+    tokens: dict[tuple[str, int], TokenType]
+    kinds: dict[str, str]
+
+    @property
+    def contracts(self) -> list[str]:
+        return sorted(self.kinds)
+
+    def token(self, contract: str, token_id: int) -> TokenType | None:
+        return self.tokens.get((contract.lower(), token_id))
+
+
+def ledger(session: Session, scope: TenantScope) -> Ledger:
+    env = session.scalar(
+        select(TenantEnvironment).where(
+            TenantEnvironment.tenant_id == scope.tenant_id, TenantEnvironment.environment == scope.environment
+        )
+    )
+    if env is None or env.network is None:
+        return Ledger(None, {}, {})
+    query = scoped(TokenType, scope, environment=True).where(TokenType.contract_address.is_not(None))
+    tokens = {(str(t.contract_address).lower(), t.chain_token_id or 0): t for t in session.scalars(query)}
+    kinds = {c.address: c.kind for c in reads.tenant_contracts(session, env.network, env.tenant_key)}
+    kinds |= {contract: "credit" if t.kind == "credit" else "rewards" for (contract, _), t in tokens.items()}
+    if env.rewards_address is not None:
+        kinds[env.rewards_address.lower()] = "rewards"
+    return Ledger(env.network, tokens, kinds)
+
+
+def balances(session: Session, scope: TenantScope, address: str) -> BalancesOut:
+    """`address`'s non-zero balances of the environment's tokens."""
+    books = ledger(session, scope)
+    if books.network is None:
+        return BalancesOut(account_address=address, as_of_block=-1, token_balances=[])
+    found = reads.balances(session, books.network, address, books.contracts)
+    shown = []
+    for held in found.balances:
+        token = books.token(held.contract, held.token_id)
+        if token is not None:  # an id the tenant never registered as a token type is not its token
+            shown.append(
+                TokenBalanceOut(
+                    token_id=token.id,
+                    kind=token.kind,
+                    contract_address=str(token.contract_address),
+                    chain_token_id=held.token_id,
+                    amount=held.amount,
+                )
+            )
+    return BalancesOut(account_address=address, as_of_block=found.as_of_block, token_balances=shown)
+
+
+def supply(session: Session, scope: TenantScope, token: TokenType) -> reads.TokenSupply | None:
+    """The token's supply and holder count, once it is on chain."""
+    books = ledger(session, scope)
+    if books.network is None or token.contract_address is None:
+        return None
+    return reads.supply(session, books.network, token.contract_address, token.chain_token_id or 0)
+
+
+def holders(session: Session, scope: TenantScope, token: TokenType, paging: Paging) -> HoldersPage:
+    """A page of the token's holders, largest balance first."""
+    books = ledger(session, scope)
+    rows: list[reads.Holder] = []
+    total, block = 0, -1
+    if books.network is not None and token.contract_address is not None:
+        block = reads.as_of_block(session, books.network)
+        rows, total = reads.holders(
+            session,
+            books.network,
+            token.contract_address,
+            token.chain_token_id or 0,
+            paging.page,
+            paging.limit,
+        )
+    return HoldersPage(
+        data=[HolderOut(address=r.holder, amount=r.amount) for r in rows],
+        meta=PageMeta(page=paging.page, limit=paging.limit, total=total),
+        as_of_block=block,
+    )
