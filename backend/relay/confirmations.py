@@ -7,12 +7,10 @@ send the same bytes again. Operations are joined to the mirror by (contract, sig
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.auth.principal import TenantScope
 from backend.kit import jobs
 from backend.kit.db import utcnow
 from backend.relay import events
 from backend.relay.models import Operation, RelayerTransaction
-from backend.relay.schemas import record
 from indexer import reads
 from indexer.follower import Progress
 
@@ -61,4 +59,4 @@ def _left_the_chain(session: Session, op: Operation) -> None:
 
 
 def _notify(session: Session, op: Operation, event_type: str) -> None:
-    events.notify(session, TenantScope(op.tenant_id, op.environment), event_type, record(op))
+    events.notify_changed(session, [op], event_type)
