@@ -16,6 +16,8 @@ from backend.kit.errors import PersError
 from backend.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from backend.runtime import Runtime
     from backend.tenants.models import TenantEnvironment
 
@@ -252,15 +254,40 @@ def _seed_demo(runtime: "Runtime") -> None:
 def api(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Processes on the port (default PERS_API_WORKERS).")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (production: PERS_DATABASE_URL, PERS_BROKER_URL and the secrets set)."""
+    settings = _production_settings(*API_SECRETS)
+    processes = workers or settings.api_processes()
+    if processes > 1 and settings.redis_url is None:
+        raise PersError(
+            "several API processes share their rate limits through Redis: set PERS_REDIS_URL",
+            code="missing_setting",
+        )
+    if processes > 1 and settings.metrics_port is not None:
+        raise PersError(
+            "PERS_METRICS_PORT would show one API process of several: scrape each process's GET /metrics",
+            code="missing_setting",
+        )
+    ensure_port_free(host, port)
+    if processes == 1:
+        api = api_app()
+        _metrics_port(settings, api.state.exposition)
+        serve(api, host, port, settings.trusted_proxies)
+    else:
+        serve("backend.cli:api_app", host, port, settings.trusted_proxies, processes)
+
+
+API_SECRETS = ("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")
+
+
+def api_app() -> "FastAPI":
+    """One `pers api` process's application (uvicorn's factory in each of several processes)."""
     from backend.app import create_app
 
-    settings = _production_settings("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")
-    ensure_port_free(host, port)
-    api = create_app(_runtime(settings))
-    _metrics_port(settings, api.state.exposition)
-    serve(api, host, port, settings.trusted_proxies)
+    return create_app(_runtime(_production_settings(*API_SECRETS)))
 
 
 def _metrics_port(settings: Settings, exposition: Any) -> None:
@@ -511,14 +538,17 @@ def _env_json(env: "TenantEnvironment") -> dict[str, Any]:
     }
 
 
-def serve(api: Any, host: str, port: int, trusted_proxies: list[str]) -> None:
+def serve(api: Any, host: str, port: int, trusted_proxies: list[str], processes: int = 1) -> None:
     """Serves until SIGINT/SIGTERM, then shuts down gracefully and returns (exit status 0). Forwarding
-    headers count only from `trusted_proxies` (uvicorn would trust any from 127.0.0.1 by default)."""
+    headers count only from `trusted_proxies` (uvicorn would trust any from 127.0.0.1 by default).
+    Several processes share one socket (uvicorn's supervisor; `api` is then the factory's import
+    path): each has its own event loop, database pool and caches."""
     import signal
     from collections.abc import Iterator
     from contextlib import contextmanager
 
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     class Server(uvicorn.Server):
         @contextmanager
@@ -538,8 +568,13 @@ def serve(api: Any, host: str, port: int, trusted_proxies: list[str]) -> None:
         log_level="warning",
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=trusted_proxies or [],
+        factory=processes > 1,
+        workers=processes,
     )
-    Server(config).run()
+    if processes == 1:
+        Server(config).run()
+    else:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 if __name__ == "__main__":

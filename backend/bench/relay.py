@@ -309,6 +309,8 @@ def run(
         "PERS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
     broker = os.environ.get("PERS_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    # The rate limits of the API processes (one per core, as in production) are shared through Redis.
+    redis = os.environ.get("PERS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
     with ExitStack() as stack:
         rpc_url, anvil = stack.enter_context(_anvil())
         db_url = stack.enter_context(scratch_database(database, "pers_bench"))
@@ -320,6 +322,7 @@ def run(
             "PERS_DATA_DIR": str(data),
             "PERS_DATABASE_URL": db_url,
             "PERS_BROKER_URL": broker,
+            "PERS_REDIS_URL": redis,
             "PERS_QUEUE": queue,
             "PERS_NETWORK": "local",
             "PERS_LOCAL_RPC_URL": rpc_url,
