@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     webhook_retry_base_ms: Positive = 10_000
     webhook_retry_window: Positive = 24 * 3600  # seconds after the event; then the delivery is `failed`
 
+    # How long an API process reuses an active token's row (a token that stops being active is refused
+    # within this time); 0: read on every request.
+    token_cache_seconds: Annotated[float, Field(ge=0)] = 5
     max_body_bytes: Positive = 1024 * 1024  # a larger request body is refused with 413 before it is read
 
     def check_secrets(self) -> None:

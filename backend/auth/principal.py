@@ -155,6 +155,9 @@ def _usable(session: Session, condition: ColumnElement[bool]) -> tuple[ApiKey, B
     if found is None:
         raise AuthError("unknown API key", code="invalid_api_key")
     key, business = found
+    # The identity map holds rows weakly: kept here, the caller's business costs the request's service
+    # no second query (`session.get`).
+    session.info.setdefault("authenticated", []).extend(found)
     if key.revoked_at is not None:
         raise AuthError("this API key has been revoked", code="api_key_revoked")
     if business.status != "active":
