@@ -266,18 +266,18 @@ def api(
             "several API processes share their rate limits through Redis: set PERS_REDIS_URL",
             code="missing_setting",
         )
-    if processes > 1 and settings.metrics_port is not None:
-        raise PersError(
-            "PERS_METRICS_PORT would show one API process of several: scrape each process's GET /metrics",
-            code="missing_setting",
-        )
     ensure_port_free(host, port)
     if processes == 1:
         api = api_app()
         _metrics_port(settings, api.state.exposition)
         serve(api, host, port, settings.trusted_proxies)
-    else:
-        serve("backend.cli:api_app", host, port, settings.trusted_proxies, processes)
+        return
+    from backend.ops import metrics
+
+    metrics.share_between_processes(settings.data_dir / "api-metrics")  # before they start
+    if settings.metrics_port is not None:  # served by this supervising process
+        _metrics_port(settings, metrics.Exposition(metrics.StateCollector(_runtime(settings))))
+    serve("backend.cli:api_app", host, port, settings.trusted_proxies, processes)
 
 
 API_SECRETS = ("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")

@@ -8,7 +8,10 @@ Two kinds, for processes that may run many times on many machines:
   the chain by `StateCollector`, so every API process reports the same truth and nothing goes stale when
   a worker dies. Only API processes serve them; a worker's metrics port serves its events alone."""
 
+import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,6 +22,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from web3 import Web3
@@ -130,14 +134,35 @@ class StateCollector(Collector):
         yield from (balance, chain_nonce, gap)
 
 
+def share_between_processes(directory: Path) -> None:
+    """For the processes this one starts next (`pers api --workers N` on one port): their events go to
+    files in `directory` (prometheus_client's multiprocess mode, read from the environment when they
+    import it), and whichever of them is scraped serves the sum of all. Emptied first: counters
+    start from zero with the processes, as a single process's do."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700, parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def _events() -> Collector:
+    """This process's events, or every API process's when they share them."""
+    try:
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+        return shared
+    except ValueError:  # not started by share_between_processes
+        return REGISTRY
+
+
 class Exposition(Collector):
     """What a process serves: its events, plus the state gauges when it is an API process."""
 
     def __init__(self, state: StateCollector | None) -> None:
         self.state = state
+        self.events = _events()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield from REGISTRY.collect()  # type: ignore[misc]
+        yield from self.events.collect()  # type: ignore[misc]
         if self.state is not None:
             yield from self.state.collect()
 
