@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -272,12 +273,24 @@ def api(
         _metrics_port(settings, api.state.exposition)
         serve(api, host, port, settings.trusted_proxies)
         return
-    from backend.ops import metrics
-
-    metrics.share_between_processes(settings.data_dir / "api-metrics")  # before they start
+    _share_metrics(settings.data_dir / "api-metrics")
     if settings.metrics_port is not None:  # served by this supervising process
+        from backend.ops import metrics
+
         _metrics_port(settings, metrics.Exposition(metrics.StateCollector(_runtime(settings))))
     serve("backend.cli:api_app", host, port, settings.trusted_proxies, processes)
+
+
+def _share_metrics(directory: Path) -> None:
+    """For the API processes started next: their request metrics go to files in `directory`
+    (prometheus_client's multiprocess mode, which they read from the environment), and whichever of
+    them is scraped serves the sum of all. Emptied first: counters start from zero with the processes,
+    as a single process's do. (This supervising process imports nothing heavy: it listens at once.)"""
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700, parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 API_SECRETS = ("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")

@@ -8,10 +8,7 @@ Two kinds, for processes that may run many times on many machines:
   the chain by `StateCollector`, so every API process reports the same truth and nothing goes stale when
   a worker dies. Only API processes serve them; a worker's metrics port serves its events alone."""
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -134,23 +131,13 @@ class StateCollector(Collector):
         yield from (balance, chain_nonce, gap)
 
 
-def share_between_processes(directory: Path) -> None:
-    """For the processes this one starts next (`pers api --workers N` on one port): their events go to
-    files in `directory` (prometheus_client's multiprocess mode, read from the environment when they
-    import it), and whichever of them is scraped serves the sum of all. Emptied first: counters
-    start from zero with the processes, as a single process's do."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(mode=0o700, parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-
-
 def _events() -> Collector:
     """This process's events, or every API process's when they share them."""
     try:
         shared = CollectorRegistry()
         MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
         return shared
-    except ValueError:  # not started by share_between_processes
+    except ValueError:  # not one of several `pers api` processes (PROMETHEUS_MULTIPROC_DIR unset)
         return REGISTRY
 
 
