@@ -149,7 +149,11 @@ class Exposition(Collector):
         self.events = _events()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield from self.events.collect()  # type: ignore[misc]
+        events = list(self.events.collect())
+        yield from events  # type: ignore[misc]
+        if self.events is not REGISTRY:  # shared files name only the families something was counted in
+            seen = {family.name for family in events}
+            yield from (f for f in REGISTRY.collect() if f.name not in seen)  # type: ignore[misc]
         if self.state is not None:
             yield from self.state.collect()
 
