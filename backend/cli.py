@@ -261,7 +261,7 @@ def api(
 ) -> None:
     """Serve the HTTP API (production: PERS_DATABASE_URL, PERS_BROKER_URL and the secrets set)."""
     settings = _production_settings(*API_SECRETS)
-    processes = workers or settings.api_processes()
+    processes = workers or settings.api_workers
     if processes > 1 and settings.redis_url is None:
         raise PersError(
             "several API processes share their rate limits through Redis: set PERS_REDIS_URL",

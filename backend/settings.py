@@ -96,8 +96,8 @@ class Settings(BaseSettings):
     broker_url: str = "memory://"  # the embedded default: Celery in process
     queue: str = "pers"  # the broker queue the API sends jobs to and the workers consume
     redis_url: str | None = None  # shared rate limits; in-memory when unset
-    # `pers api` processes on one port; default: one per core when the rate limits are shared (Redis), else 1.
-    api_workers: Positive | None = None
+    # `pers api` processes on one port (a production host: its cores); more than one needs `redis_url`.
+    api_workers: Positive = 1
     jwt_secret: SecretStr | None = None  # default: generated into the data directory
     operator_token: SecretStr | None = None
     test_network: str | None = None  # the `test` environment's network; default: `network`
@@ -193,11 +193,6 @@ class Settings(BaseSettings):
             except PersError as exc:
                 raise ValueError(exc.message) from None
         return value
-
-    def api_processes(self) -> int:
-        if self.api_workers is not None:
-            return self.api_workers
-        return (os.cpu_count() or 1) if self.redis_url is not None else 1
 
     def chain_config(self) -> ChainConfig:
         return load_chain_config(self.config_file, self.data_dir)
