@@ -583,6 +583,9 @@ def serve(api: Any, host: str, port: int, trusted_proxies: list[str], processes:
         forwarded_allow_ips=trusted_proxies or [],
         factory=processes > 1,
         workers=processes,
+        # h11, not httptools: httptools answers a control character in a header with a bare 400 before
+        # the app sees it, where the API answers with its error codes (`invalid_idempotency_key`).
+        http="h11",
     )
     if processes == 1:
         Server(config).run()
