@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -16,6 +17,8 @@ from backend.kit.errors import PersError
 from backend.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from backend.runtime import Runtime
     from backend.tenants.models import TenantEnvironment
 
@@ -272,15 +275,52 @@ def _seed_demo(runtime: "Runtime") -> None:
 def api(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Processes on the port (default PERS_API_WORKERS).")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (production: PERS_DATABASE_URL, PERS_BROKER_URL and the secrets set)."""
+    settings = _production_settings(*API_SECRETS)
+    processes = workers or settings.api_workers
+    if processes > 1 and settings.redis_url is None:
+        raise PersError(
+            "several API processes share their rate limits through Redis: set PERS_REDIS_URL",
+            code="missing_setting",
+        )
+    ensure_port_free(host, port)
+    if processes == 1:
+        api = api_app()
+        _metrics_port(settings, api.state.exposition)
+        serve(api, host, port, settings.trusted_proxies)
+        return
+    _share_metrics(settings.data_dir / "api-metrics")
+    if settings.metrics_port is not None:  # served by this supervising process
+        from backend.ops import metrics
+
+        _metrics_port(settings, metrics.Exposition(metrics.StateCollector(_runtime(settings))))
+    serve("backend.cli:api_app", host, port, settings.trusted_proxies, processes)
+
+
+def _share_metrics(directory: Path) -> None:
+    """For the API processes started next: their request metrics go to files in `directory`
+    (prometheus_client's multiprocess mode, which they read from the environment), and whichever of
+    them is scraped serves the sum of all. Emptied first: counters start from zero with the processes,
+    as a single process's do. (This supervising process imports nothing heavy: it listens at once.)"""
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700, parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+API_SECRETS = ("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")
+
+
+def api_app() -> "FastAPI":
+    """One `pers api` process's application (uvicorn's factory in each of several processes)."""
     from backend.app import create_app
 
-    settings = _production_settings("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")
-    ensure_port_free(host, port)
-    api = create_app(_runtime(settings))
-    _metrics_port(settings, api.state.exposition)
-    serve(api, host, port, settings.trusted_proxies)
+    return create_app(_runtime(_production_settings(*API_SECRETS)))
 
 
 def _metrics_port(settings: Settings, exposition: Any) -> None:
@@ -667,14 +707,17 @@ def _env_json(env: "TenantEnvironment") -> dict[str, Any]:
     }
 
 
-def serve(api: Any, host: str, port: int, trusted_proxies: list[str]) -> None:
+def serve(api: Any, host: str, port: int, trusted_proxies: list[str], processes: int = 1) -> None:
     """Serves until SIGINT/SIGTERM, then shuts down gracefully and returns (exit status 0). Forwarding
-    headers count only from `trusted_proxies` (uvicorn would trust any from 127.0.0.1 by default)."""
+    headers count only from `trusted_proxies` (uvicorn would trust any from 127.0.0.1 by default).
+    Several processes share one socket (uvicorn's supervisor; `api` is then the factory's import
+    path): each has its own event loop, database pool and caches."""
     import signal
     from collections.abc import Iterator
     from contextlib import contextmanager
 
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     class Server(uvicorn.Server):
         @contextmanager
@@ -694,8 +737,16 @@ def serve(api: Any, host: str, port: int, trusted_proxies: list[str]) -> None:
         log_level="warning",
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=trusted_proxies or [],
+        factory=processes > 1,
+        workers=processes,
+        # h11, not httptools: httptools answers a control character in a header with a bare 400 before
+        # the app sees it, where the API answers with its error codes (`invalid_idempotency_key`).
+        http="h11",
     )
-    Server(config).run()
+    if processes == 1:
+        Server(config).run()
+    else:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 if __name__ == "__main__":

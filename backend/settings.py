@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     broker_url: str = "memory://"  # the embedded default: Celery in process
     queue: str = "pers"  # the broker queue the API sends jobs to and the workers consume
     redis_url: str | None = None  # shared rate limits; in-memory when unset
+    # `pers api` processes on one port (a production host: its cores); more than one needs `redis_url`.
+    api_workers: Positive = 1
     jwt_secret: SecretStr | None = None  # default: generated into the data directory
     operator_token: SecretStr | None = None
     test_network: str | None = None  # the `test` environment's network; default: `network`
@@ -148,6 +150,9 @@ class Settings(BaseSettings):
     webhook_retry_base_ms: Positive = 10_000
     webhook_retry_window: Positive = 24 * 3600  # seconds after the event; then the delivery is `failed`
 
+    # How long an API process reuses an active token's row (a token that stops being active is refused
+    # within this time); 0: read on every request.
+    token_cache_seconds: Annotated[float, Field(ge=0)] = 5
     max_body_bytes: Positive = 1024 * 1024  # a larger request body is refused with 413 before it is read
 
     def check_secrets(self) -> None:

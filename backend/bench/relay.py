@@ -26,6 +26,9 @@ from sqlalchemy import create_engine, distinct, func, select
 from sqlalchemy.engine import Engine
 from web3 import Web3
 
+from backend.bench import cpu
+from backend.bench.client import encode, post_all
+from backend.bench.cpu import Meter
 from backend.chain import operations, typed_data
 from backend.chain.client import Chain, connect, dev_account
 from backend.chain.deploy import (
@@ -76,7 +79,7 @@ def _wait(check: Any, what: str, timeout: float = 120) -> Any:
 
 
 @contextmanager
-def _anvil() -> Iterator[str]:
+def _anvil() -> Iterator[tuple[str, int]]:
     binary = str(ANVIL) if ANVIL.exists() else shutil.which("anvil")
     if binary is None:
         raise PersError("anvil not found: run `npm ci` in contracts/", code="bench_failed")
@@ -85,14 +88,15 @@ def _anvil() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: Web3(Web3.HTTPProvider(url)).is_connected(), "anvil start", 30)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
 
 
 @contextmanager
-def _processes(env: dict[str, str], port: int, workers: int, logs: Path) -> Iterator[None]:
+def _processes(env: dict[str, str], port: int, workers: int, logs: Path) -> Iterator[dict[str, int]]:
+    """Runs `pers api` and the workers; yields their pids by name."""
     pers = [sys.executable, "-m", "backend.cli"]
     upgrade = subprocess.run(
         [*pers, "db", "upgrade"], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT
@@ -107,7 +111,7 @@ def _processes(env: dict[str, str], port: int, workers: int, logs: Path) -> Iter
             out = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
             procs.append((subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out), out))
         _wait(lambda: _reachable(port), "pers api start", 60)
-        yield
+        yield {name: proc.pid for (name, _), (proc, _) in zip(commands, procs, strict=True)}
     finally:
         for proc, _ in procs:
             proc.terminate()
@@ -213,47 +217,26 @@ def _settle_times(client: httpx.Client, key: dict[str, str], token_id: str) -> d
         page += 1
 
 
-async def _post_all(
-    base: str, path: str, bodies: list[Any], key: dict[str, str], clients: int
-) -> dict[str, float]:
-    """Sends every body with `clients` concurrent connections; the send time of each accepted id."""
-    sent: dict[str, float] = {}
-    queue = list(reversed(bodies))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, headers=key, limits=limits, timeout=120) as client:
-
-        async def worker() -> None:
-            while queue:
-                body = queue.pop()
-                started = time.time()
-                answer = await client.post(path, json=body)
-                if answer.status_code != 202:
-                    raise PersError(f"bench: {path} answered {answer.status_code}: {answer.text[:200]}")
-                found = answer.json()
-                for item in found.get("data", [found]):
-                    op = item.get("transaction", item)
-                    sent[op["id"]] = started
-
-        await asyncio.gather(*(worker() for _ in range(clients)))
-    return sent
-
-
 def _relay_run(
     database: Engine,
     client: httpx.Client,
-    base: str,
+    port: int,
     key: dict[str, str],
     token_id: str,
     contract: str,
     path: str,
     bodies: list[Any],
     clients: int,
+    meter: Meter,
 ) -> tuple[float, list[float]]:
     count = sum(len(b["operations"]) if "operations" in b else 1 for b in bodies)
+    requests = [encode("127.0.0.1", port, path, key, body) for body in bodies]
+    meter.start()
     started = time.time()
-    sent = asyncio.run(_post_all(base, path, bodies, key, clients))
+    sent = asyncio.run(post_all("127.0.0.1", port, requests, clients))
     _wait(lambda: _unfinished(database, contract) == 0, "every operation settled", 600)
     elapsed = time.time() - started
+    meter.stop()
     if _mined(database, contract) != count:
         raise PersError("bench: operations failed on chain", code="bench_failed")
     finished = _settle_times(client, key, token_id)
@@ -363,8 +346,10 @@ def run(
         "PERS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
     broker = os.environ.get("PERS_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    # The API runs as in production: one process per core, their rate limits shared through Redis.
+    redis = os.environ.get("PERS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
     with ExitStack() as stack:
-        rpc_url = stack.enter_context(_anvil())
+        rpc_url, anvil = stack.enter_context(_anvil())
         db_url = stack.enter_context(scratch_database(server, "pers_bench"))
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pers-bench-")))
         port, operator = free_port(), "op_bench_" + secrets.token_hex(24)
@@ -374,6 +359,8 @@ def run(
             "PERS_DATA_DIR": str(data),
             "PERS_DATABASE_URL": db_url,
             "PERS_BROKER_URL": broker,
+            "PERS_REDIS_URL": redis,
+            "PERS_API_WORKERS": os.environ.get("PERS_API_WORKERS") or str(os.cpu_count() or 1),
             "PERS_QUEUE": queue,
             "PERS_NETWORK": "local",
             "PERS_LOCAL_RPC_URL": rpc_url,
@@ -384,7 +371,7 @@ def run(
             "PERS_RELAY_LANES": str(min(workers, 2)),  # a lane per worker (dev account 7 is the chain side's)
             **{f"PERS_{name}": value for name, value in LIMITS.items()},
         }
-        stack.enter_context(_processes(env, port, workers, data))
+        pids = stack.enter_context(_processes(env, port, workers, data))
         stack.callback(_delete_queue, broker, queue)
         base = f"http://127.0.0.1:{port}"
         client = stack.enter_context(httpx.Client(base_url=base, timeout=60))
@@ -398,16 +385,25 @@ def run(
             return {"type": "mint", "tokenId": token, "to": holders[i % len(holders)], "amount": "1"}
 
         single_bodies = [mint(shop.tokens[0], i) for i in range(single)]
+        single_cpu = Meter(
+            {
+                "api": lambda: cpu.tree(pids["api"]),
+                "worker": lambda: [p for name, pid in pids.items() if name != "api" for p in cpu.tree(pid)],
+                "anvil": lambda: [anvil],
+                "postgres": lambda: _backends(server, db_url),
+            }
+        )
         single_rate, latencies = _relay_run(
             database,
             client,
-            base,
+            port,
             shop.key,
             shop.tokens[0],
             shop.contracts[0],
             "/v1/transactions",
             single_bodies,
             clients,
+            single_cpu,
         )
         batches = [
             {"operations": [mint(shop.tokens[1], i) for i in range(start, min(start + 1000, batch))]}
@@ -416,13 +412,14 @@ def run(
         batch_rate, _ = _relay_run(
             database,
             client,
-            base,
+            port,
             shop.key,
             shop.tokens[1],
             shop.contracts[1],
             "/v1/transactions/batch",
             batches,
             4,
+            Meter({}),
         )
         group_size = _ops_per_tx(database, shop.tokens[1])
         baseline_rate, limit_rate = _chain_side(rpc_url, data, baseline, batch, group_size)
@@ -437,6 +434,7 @@ def run(
         "single_vs_baseline": round(single_rate / baseline_rate, 2),
         "batch_vs_baseline": round(batch_rate / baseline_rate, 2),
         "batch_vs_chain_limit": round(batch_rate / limit_rate, 3),
+        "single_cpu_ms_per_op": single_cpu.per_operation_ms(single),
         "operations": {
             "ops_per_tx": group_size,
             "single": single,
@@ -446,6 +444,15 @@ def run(
             "workers": workers,
         },
     }
+
+
+def _backends(server_url: str, db_url: str) -> list[int]:
+    """The Postgres server processes serving the bench's database."""
+    import psycopg
+
+    query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+    with psycopg.connect(server_url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+        return [row[0] for row in connection.execute(query, (db_url.rsplit("/", 1)[1],))]
 
 
 def _delete_queue(broker: str, queue: str) -> None:

@@ -84,11 +84,12 @@ class Paging:
         return rows, PageMeta(page=self.page, limit=self.limit, total=total)
 
 
-def known_query_parameters(request: Request) -> None:
+async def known_query_parameters(request: Request) -> None:
     """Refuses a query parameter the route does not declare: a misspelt filter would otherwise be
-    ignored, and the caller would take the unfiltered list for the filtered one. Applied to every route."""
+    ignored, and the caller would take the unfiltered list for the filtered one. Applied to every route
+    (async: no I/O, so no trip through the thread pool)."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
+    if not request.scope["query_string"] or not isinstance(route, APIRoute):
         return
     unknown = sorted(set(request.query_params) - _query_names(route.dependant))
     if unknown:

@@ -1,26 +1,44 @@
 """The request's database session: committed by this dependency before the response is sent
-(rolled back on error), then the outbox jobs of that transaction are dispatched."""
+(rolled back on error), then the outbox jobs of that transaction are dispatched.
 
-from collections.abc import Iterator
+Async, so opening the session (no I/O until its first statement) costs no trip through the thread
+pool; the commit and the dispatch (database and broker I/O) take one."""
+
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from backend.kit import outbox
 
 
-def _session(request: Request) -> Iterator[Session]:
+async def _session(request: Request) -> AsyncIterator[Session]:
     runtime = request.app.state.runtime
-    with runtime.sessions() as session:
+    session = runtime.sessions()
+    try:
+        yield session
+    except BaseException:
+        await run_in_threadpool(_end, session, runtime.dispatch, commit=False)
+        raise
+    await run_in_threadpool(_end, session, runtime.dispatch, commit=True)
+
+
+def _end(session: Session, dispatch: Callable[[uuid.UUID], None], *, commit: bool) -> None:
+    with session:  # closed, its connection back in the pool
+        if not commit:
+            session.rollback()
+            return
         try:
-            yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
-        for job_id in outbox.on_commit(session):
-            runtime.dispatch(job_id)
+        jobs = outbox.on_commit(session)
+    for job_id in jobs:
+        dispatch(job_id)
 
 
 # scope="function": the commit happens before the response goes out, so a failed commit is a 5xx

@@ -20,6 +20,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -161,14 +162,29 @@ class StateCollector(Collector):
         yield from (balance, chain_nonce, gap)
 
 
+def _events() -> Collector:
+    """This process's events, or every API process's when they share them."""
+    try:
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+        return shared
+    except ValueError:  # not one of several `pers api` processes (PROMETHEUS_MULTIPROC_DIR unset)
+        return REGISTRY
+
+
 class Exposition(Collector):
     """What a process serves: its events, plus the state gauges when it is an API process."""
 
     def __init__(self, state: StateCollector | None) -> None:
         self.state = state
+        self.events = _events()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield from REGISTRY.collect()  # type: ignore[misc]
+        events = list(self.events.collect())
+        yield from events  # type: ignore[misc]
+        if self.events is not REGISTRY:  # shared files name only the families something was counted in
+            seen = {family.name for family in events}
+            yield from (f for f in REGISTRY.collect() if f.name not in seen)  # type: ignore[misc]
         if self.state is not None:
             yield from self.state.collect()
 

@@ -14,6 +14,7 @@ from backend.auth.principal import ADMIN, BUSINESS, USER, TenantScope
 from backend.businesses.models import Business
 from backend.chain.typed_data import ZERO_ADDRESS, Domain, TokenStandard, typed_data, verify
 from backend.chain.typed_data import Operation as ChainOperation
+from backend.kit.cache import Expiring
 from backend.kit.db import utcnow
 from backend.kit.errors import Conflict, NotFound, PersError
 from backend.relay import events
@@ -27,6 +28,12 @@ from backend.users.service import link_user, user_by_wallet
 
 PREPARED_LIFETIME = 15 * 60  # seconds a prepared group stays valid
 MAX_DEADLINE_AHEAD = 24 * 3600
+
+
+# Active tokens, by id, for `PERS_TOKEN_CACHE_SECONDS`: what the accept path reads of them (contract,
+# kind, name, supply cap) never changes once a token is active, and a token that stops being active is
+# refused by every API process within that time.
+_active_tokens: Expiring[uuid.UUID, TokenType] = Expiring()
 
 
 class Refused(PersError):
@@ -57,7 +64,12 @@ class _Context:
 
     def token(self, token_id: uuid.UUID) -> TokenType:
         if token_id not in self.tokens:
-            token = self.session.get(TokenType, token_id)
+            token = _active_tokens.get(token_id)
+            if token is None:
+                token = self.session.get(TokenType, token_id)
+                if token is not None and token.status == "active":
+                    self.session.expunge(token)  # read-only from here on: no rollback expires it
+                    _active_tokens.put(token_id, token, self.settings.token_cache_seconds)
             if token is None or (token.tenant_id, token.environment) != (
                 self.scope.tenant_id,
                 self.scope.environment,

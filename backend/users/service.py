@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic.alias_generators import to_camel
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, bindparam, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
 from backend.kit.errors import Conflict, NotFound, PersError
 from backend.kit.keystore import Keystore
-from backend.kit.scope import get_scoped, scoped
+from backend.kit.scope import get_scoped, scope_parameters, scoped, scoped_template
 from backend.users.models import User, UserLink
 from backend.users.schemas import ProfileUpdate, UserFind, UserUpdate
 
@@ -202,8 +202,12 @@ def links_of(session: Session, user_ids: Sequence[uuid.UUID]) -> list[UserLink]:
     return list(session.scalars(query.order_by(UserLink.created_at, UserLink.id)))
 
 
+_BY_WALLET = scoped_template(User, environment=True).where(User.wallet_address == bindparam("wallet"))
+
+
 def user_by_wallet(session: Session, scope: TenantScope, address: str) -> User | None:
-    return session.scalar(scoped(User, scope, environment=True).where(User.wallet_address == address))
+    """(The relay looks every operation's recipient up: the statement is built once.)"""
+    return session.scalar(_BY_WALLET, {**scope_parameters(scope), "wallet": address})
 
 
 def get_user(session: Session, scope: TenantScope, user_id: str | uuid.UUID) -> User:

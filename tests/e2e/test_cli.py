@@ -364,6 +364,23 @@ def test_the_production_processes_refuse_the_in_memory_broker(tmp_path: Path) ->
         assert "set PERS_BROKER_URL (amqp://… or redis://…, not the in-memory default)" in result.stderr
 
 
+def test_several_api_processes_need_the_shared_rate_limits(tmp_path: Path) -> None:
+    secrets = {
+        "PERS_OPERATOR_TOKEN": "op_" + "o" * 40,
+        "PERS_MASTER_KEY": "11" * 32,
+        "PERS_JWT_SECRET": "j" * 40,
+        "PERS_BROKER_URL": "redis://127.0.0.1:6379/9",
+    }
+    for flags, extra in ((["--workers", "2"], {}), ([], {"PERS_API_WORKERS": "2"})):
+        env = environment(tmp_path, **secrets, **extra)
+        result = pers("api", "--port", str(free_port()), *flags, env=env, timeout=60)
+        assert result.returncode == 1 and result.stdout == "", result.stderr
+        assert (
+            result.stderr
+            == "error: several API processes share their rate limits through Redis: set PERS_REDIS_URL\n"
+        )
+
+
 def test_help_promises_only_what_exists_and_flags_take_no_value() -> None:
     chain = pers("chain", "--help", timeout=60)
     assert chain.returncode == 0 and "inspect" not in chain.stdout

@@ -61,9 +61,15 @@ class Api:
         return httpx.Client(base_url=self.base, transport=transport, timeout=timeout)
 
     def peak_rss_mib(self) -> float:
-        found = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{self.proc.pid}/status").read_text())
-        assert found is not None
-        return int(found.group(1)) / 1024
+        """The largest peak of the API's processes (several of them serve one port with Redis)."""
+        pid = self.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        peaks = []
+        for process in (pid, *map(int, children)):
+            found = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{process}/status").read_text())
+            assert found is not None
+            peaks.append(int(found.group(1)) / 1024)
+        return max(peaks)
 
 
 @pytest.fixture(scope="module")
