@@ -53,7 +53,7 @@ DECODE_SAMPLE = 5000
 
 def run(events: int, database_url: str) -> dict[str, Any]:
     with ExitStack() as stack:
-        rpc_url = stack.enter_context(_anvil())
+        rpc_url, _ = stack.enter_context(_anvil())
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pers-bench-indexer-")))
         settings = Settings(data_dir=data, rpc_url=rpc_url, relayer_key=None, master_key=None)
         chain = connect(settings, "local", rpc_url)
