@@ -264,9 +264,10 @@ class Follower:
         return Fetched(lo, hi, addresses, logs, headers)
 
     def _resize(self, blocks: int, logs: int) -> None:
-        """Next ranges aim at `target_logs` answers at the density just seen, at most doubling."""
+        """Next ranges aim at `target_logs` answers at the density just seen, at most twice the range
+        just fetched (fetches finishing together must not compound their growth)."""
         aim = 2 * blocks if logs == 0 else blocks * self.options.target_logs // logs
-        self.size = max(1, min(self.options.max_range, 2 * self.size, aim))
+        self.size = max(1, min(self.options.max_range, 2 * blocks, aim))
 
     def _headers(self, numbers: list[int]) -> dict[int, Header]:
         answers = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
