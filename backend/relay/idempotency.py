@@ -62,7 +62,9 @@ class Claim:
                 self.row = session.scalar(where.execution_options(populate_existing=True))
         if self.row is None or self.row.request_hash != digest:
             raise Conflict("this Idempotency-Key was used with another request", code="idempotency_conflict")
-        self.answer = json.loads(self.row.answer)
+        # Unanswered: the first request was refused, yet its claim was kept (on SQLite, pysqlite commits
+        # a savepoint opened before any other write): this request does the work again.
+        self.answer = json.loads(self.row.answer) if self.row.answer else None
 
     def keep(self, answer: Any) -> None:
         assert self.row is not None

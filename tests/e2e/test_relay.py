@@ -146,6 +146,16 @@ def test_idempotency_key_repeats_the_answer_and_refuses_another_body(platform: P
     assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
     assert settled(platform, shop.key, first.json()["id"])["status"] == "mined"
     assert shop.credit.functions.balanceOf(holder).call() == 7
+    # A refused request under a key is refused again when repeated (not a stored empty answer).
+    unsigned = {"type": "transfer", "tokenId": shop.credit_id, "from": holder, "to": holder, "amount": "1"}
+    refused = [
+        platform.client.post(
+            "/v1/transactions", json=unsigned, headers={**shop.key, "Idempotency-Key": "t-1"}
+        )
+        for _ in range(2)
+    ]
+    assert [r.status_code for r in refused] == [422, 422]
+    assert {r.json()["error"]["code"] for r in refused} == {"signature_required"}
 
 
 def test_a_prepared_transfer_signed_by_a_wallet_library_is_mined(platform: Platform) -> None:
