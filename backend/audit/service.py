@@ -97,7 +97,7 @@ def described(session: Session, scope: TenantScope, events: Sequence[Any]) -> li
 def events(
     session: Session, scope: TenantScope, filters: EventFilters, paging: Paging
 ) -> Page[AuditEventOut]:
-    books = balances.ledger(session, scope)
+    books = balances.ledger(session, scope, discovered=True)
     rows: list[Any] = []
     total = 0
     if books.network is not None and books.contracts:
@@ -120,7 +120,7 @@ def events(
 def stream(session: Session, scope: TenantScope, filters: EventFilters) -> Iterator[list[AuditEventOut]]:
     """Every matching event in chain order, in chunks: rows are fetched through a server-side cursor on
     Postgres, so memory stays flat whatever the number of events."""
-    books = balances.ledger(session, scope)
+    books = balances.ledger(session, scope, discovered=True)
     chain = None if books.network is None else reads.chain_id(session, books.network)
     if chain is None or not books.contracts:
         return

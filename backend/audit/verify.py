@@ -52,7 +52,7 @@ class _Verification:
         self, session: Session, scope: TenantScope, chain_of: Callable[[str], Chain], progress: Progress
     ) -> None:
         self.session, self.scope, self.chain_of, self.progress = session, scope, chain_of, progress
-        self.books = balances.ledger(session, scope)
+        self.books = balances.ledger(session, scope, discovered=True)
         self.mismatches: list[Mismatch] = []
         self.holders, self.supplies, self.events = Counts(), Counts(), EventCounts()
         self.unmatched: list[UnmatchedEvent] = []

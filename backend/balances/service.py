@@ -34,7 +34,9 @@ class Ledger:
         return self.tokens.get((contract.lower(), token_id))
 
 
-def ledger(session: Session, scope: TenantScope) -> Ledger:
+def ledger(session: Session, scope: TenantScope, *, discovered: bool = False) -> Ledger:
+    """The books' tokens and contracts; with `discovered`, also the tenant's contracts the mirror found
+    through the factory that the books do not name (the audit reads every one; a balance shows tokens)."""
     env = session.scalar(
         select(TenantEnvironment).where(
             TenantEnvironment.tenant_id == scope.tenant_id, TenantEnvironment.environment == scope.environment
@@ -44,7 +46,9 @@ def ledger(session: Session, scope: TenantScope) -> Ledger:
         return Ledger(None, {}, {})
     query = scoped(TokenType, scope, environment=True).where(TokenType.contract_address.is_not(None))
     tokens = {(str(t.contract_address).lower(), t.chain_token_id or 0): t for t in session.scalars(query)}
-    kinds = {c.address: c.kind for c in reads.tenant_contracts(session, env.network, env.tenant_key)}
+    kinds = {}
+    if discovered:
+        kinds = {c.address: c.kind for c in reads.tenant_contracts(session, env.network, env.tenant_key)}
     kinds |= {contract: "credit" if t.kind == "credit" else "rewards" for (contract, _), t in tokens.items()}
     if env.rewards_address is not None:
         kinds[env.rewards_address.lower()] = "rewards"
