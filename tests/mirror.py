@@ -177,7 +177,8 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 90) -> Non
 
 @contextmanager
 def world(data_dir: Path, **settings: Any) -> Iterator[World]:
-    with running_anvil() as url, throwaway_postgres() as database_url:
+    with running_anvil() as node, throwaway_postgres() as database_url:
+        url = f"http://127.0.0.1:{node.port}"
         migrate.upgrade(database_url)
         s = Settings(
             data_dir=data_dir,
