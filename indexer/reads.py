@@ -219,7 +219,6 @@ def outcomes(
 
 # --- for the audit and the transaction history (lane indexer-api) ---------------------------------
 
-TRANSFER_NAMES = ("Transfer", "TransferSingle", "TransferBatch")
 ZERO = "0x" + "00" * 20
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any, Literal
 
+from eth_typing import ChecksumAddress
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
 from web3.contract import Contract
@@ -57,6 +58,7 @@ class _Verification:
         self.holders, self.supplies, self.events = Counts(), Counts(), EventCounts()
         self.unmatched: list[UnmatchedEvent] = []
         self.sums: dict[tuple[str, int], int] = defaultdict(int)  # chain balances of each ERC-1155 id
+        self.code: dict[str, bool] = {}  # contract: has code at the mirror's block
 
     def run(self) -> VerifyReport:
         network = self.books.network
@@ -120,13 +122,24 @@ class _Verification:
             )
         )
 
+    def _deployed(self, address: str) -> bool:
+        """Whether the contract has code at the mirror's block: one the books name may be newer than
+        the mirror (it holds nothing there, and its calls answer nothing)."""
+        if address not in self.code:
+            code = self._call_node(lambda: self.chain.w3.eth.get_code(_checksum(address), self.block))
+            self.code[address] = len(code) > 0
+        return self.code[address]
+
     def _contract(self, address: str) -> Contract:
         name = "CreditToken" if self.books.kinds[address] == "credit" else "RewardsToken"
         return self.chain.contract(name, address)
 
     def _call(self, function: Any) -> Any:
+        return self._call_node(lambda: function.call(block_identifier=self.block))
+
+    def _call_node(self, call: Callable[[], Any]) -> Any:
         try:
-            return function.call(block_identifier=self.block)
+            return call()
         except OSError as exc:
             raise ChainUnavailable(f"the node did not answer: {exc}") from exc
 
@@ -162,7 +175,9 @@ class _Verification:
         credits = [c for c, kind in self.books.kinds.items() if kind == "credit"]
         keys = sorted({*mirrored, *((c, 0) for c in credits), *self.sums})
         for contract, token_id in keys:
-            if self.books.kinds.get(contract) == "credit":
+            if not self._deployed(contract):
+                chain = 0
+            elif self.books.kinds.get(contract) == "credit":
                 chain = self._call(self._contract(contract).functions.totalSupply())
             else:
                 chain = self.sums.get((contract, token_id), 0)
@@ -202,5 +217,5 @@ def _groups(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield group
 
 
-def _checksum(address: str) -> str:
+def _checksum(address: str) -> ChecksumAddress:
     return Web3.to_checksum_address(address)
