@@ -2,6 +2,17 @@
 
 from backend.auth.models import Admin, RefreshToken, SiweNonce
 from backend.businesses.models import ApiKey, Business
+from backend.campaigns.models import (
+    Campaign,
+    CampaignTag,
+    Claim,
+    ClaimOperation,
+    TokenUnit,
+    Trigger,
+    TriggerCounter,
+    TriggerSource,
+    UserEvent,
+)
 from backend.kit.db import Base
 from backend.kit.outbox import OutboxMessage
 from backend.relay.models import Lane, Operation, RelayerTransaction, RelayRequest
@@ -19,6 +30,10 @@ __all__ = [
     "BalanceChange",
     "BlockHeader",
     "Business",
+    "Campaign",
+    "CampaignTag",
+    "Claim",
+    "ClaimOperation",
     "Cursor",
     "Event",
     "Holding",
@@ -34,7 +49,12 @@ __all__ = [
     "TenantContract",
     "TenantEnvironment",
     "TokenType",
+    "TokenUnit",
+    "Trigger",
+    "TriggerCounter",
+    "TriggerSource",
     "User",
+    "UserEvent",
     "UserLink",
     "Webhook",
     "WebhookDelivery",

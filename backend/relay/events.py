@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
+from backend.campaigns import progress as claims
 from backend.relay.models import Operation
 from backend.relay.schemas import record
 from backend.webhooks import service as webhooks
@@ -23,11 +24,13 @@ CHANNEL = "pers_relay_queued"
 
 def notify_changed(session: Session, ops: Sequence[Any], event_type: str) -> None:
     """Called inside the unit of work that changed the operations (rows with `id`, `tenant_id` and
-    `environment`): the tenants' webhooks get the event once it commits. Only the operations of a
+    `environment`): the claims the operations pay follow them, and the tenants' webhooks get the event
+    once it commits. Only the operations of a
     tenant that subscribes to the event are read back whole."""
     by_scope: dict[TenantScope, list[Any]] = {}
     for op in ops:
         by_scope.setdefault(TenantScope(op.tenant_id, op.environment), []).append(op.id)
+    claims.operations_changed(session, [op.id for op in ops], event_type)
     for scope, ids in by_scope.items():
         if not webhooks.subscribed(session, scope, event_type):
             continue

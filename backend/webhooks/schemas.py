@@ -14,13 +14,13 @@ EMITTED = (
     "transaction.confirmed",
     "transaction.failed",
     "relayer.low_balance",
-)
-ANNOUNCED = (
     "claim.completed",
     "claim.failed",
+    "campaign.budget_exhausted",
+)
+ANNOUNCED = (
     "redeem.completed",
     "redeem.failed",
-    "campaign.budget_exhausted",
 )
 EVENT_TYPES = EMITTED + ANNOUNCED
 TEST_EVENT = "webhook.test"  # sent by POST /v1/webhooks/{id}/test only, to that subscription alone

@@ -1,0 +1,40 @@
+"""A claim follows its operations: `completed` once every one is mined (or confirmed), `failed` as
+soon as one fails. The relay calls `operations_changed` from `notify_changed`, in the unit of work
+that changed them; the claim row is locked, so two transactions settling two operations of one claim
+cannot both see the other's as unfinished."""
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.auth.principal import TenantScope
+from backend.campaigns.models import Claim, ClaimOperation
+from backend.campaigns.schemas import ClaimOut
+from backend.kit.db import utcnow
+from backend.relay.models import Operation
+from backend.webhooks import service as webhooks
+
+SETTLING = {"transaction.mined", "transaction.confirmed", "transaction.failed"}
+DONE = {"mined", "confirmed"}
+
+
+def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type: str) -> None:
+    if event_type not in SETTLING or not op_ids:
+        return
+    paid = select(ClaimOperation.claim_id).where(ClaimOperation.operation_id.in_(op_ids))
+    query = select(Claim).where(Claim.id.in_(paid), Claim.status == "pending").order_by(Claim.id)
+    for claim in session.scalars(query.with_for_update().execution_options(populate_existing=True)).all():
+        ops = select(Operation.status).where(Operation.id.in_([uuid.UUID(i) for i in claim.operation_ids]))
+        statuses = set(session.scalars(ops))
+        if "failed" in statuses:
+            claim.status = "failed"
+        elif statuses <= DONE:
+            claim.status = "completed"
+        else:
+            continue
+        claim.finished_at = utcnow()
+        session.flush()
+        data = ClaimOut.model_validate(claim).model_dump(mode="json", by_alias=True)
+        webhooks.emit(session, TenantScope(claim.tenant_id, claim.environment), f"claim.{claim.status}", data)
