@@ -53,6 +53,7 @@ IDENTIFYING_FIELDS = {
     "email",
     "externalId",
     "tokenId",
+    "triggerId",
 }
 AUDITOR_PASSWORD = "auditor password of beta"
 # Path parameters that name no resource of a tenant: any address may be asked about (its balances of
@@ -81,6 +82,12 @@ class Side:
     token_ids: list[str] = field(default_factory=list)
     transaction_ids: list[str] = field(default_factory=list)
     webhook_ids: list[str] = field(default_factory=list)
+    campaign_ids: list[str] = field(default_factory=list)
+    unit_ids: list[str] = field(default_factory=list)
+    trigger_ids: dict[str, str] = field(default_factory=dict)  # by type: manual, qr_code
+    source_ids: list[str] = field(default_factory=list)
+    claim_ids: list[str] = field(default_factory=list)
+    qr_payload: str = ""
     secrets: list[str] = field(default_factory=list)  # session tokens and the API key: never to leak
     auditor_email: str = ""
     auditor_pair: Json = field(default_factory=dict)
@@ -95,6 +102,10 @@ class Side:
             "user_id": self.user_ids,
             "transaction_id": self.transaction_ids,
             "webhook_id": self.webhook_ids,
+            "campaign_id": self.campaign_ids,
+            "unit_id": self.unit_ids,
+            "source_id": self.source_ids,
+            "claim_id": self.claim_ids,
             "address": [self.wallet.address],
         }
 
@@ -208,6 +219,28 @@ def set_up_beta(platform: Platform) -> Side:
     return b
 
 
+def open_campaign(platform: Platform, side: Side) -> None:
+    """An active campaign paying the side's first token, with a manual and a QR trigger, a QR source
+    and one of its payloads."""
+    client, admin = platform.client, side.tenant.admin_headers
+    body = {"name": "Welcome", "businessId": side.business_id, "tags": ["welcome"]}
+    campaign = ok(client.post("/v1/campaigns", json=body, headers=admin), 201)
+    path = f"/v1/campaigns/{campaign['id']}"
+    unit = {"tokenId": side.token_ids[0], "amount": "1", "maxAmount": "100000"}
+    side.unit_ids.append(ok(client.post(f"{path}/tokens", json=unit, headers=admin), 201)["id"])
+    for kind in ("manual", "qr_code"):
+        side.trigger_ids[kind] = ok(client.post(f"{path}/triggers", json={"type": kind}, headers=admin), 201)[
+            "id"
+        ]
+    ok(client.post(f"{path}/activate", headers=admin))
+    source = {"triggerId": side.trigger_ids["qr_code"], "name": "Front desk", "businessId": side.business_id}
+    side.source_ids.append(ok(client.post("/v1/trigger-sources", json=source, headers=admin), 201)["id"])
+    side.qr_payload = ok(client.post(f"/v1/trigger-sources/{side.source_ids[0]}/payload", headers=admin))[
+        "payload"
+    ]
+    side.campaign_ids.append(campaign["id"])
+
+
 def wait_until_settled(platform: Platform, a: Side) -> None:
     """A's environments deployed and its tokens active, so its state no longer changes by itself."""
     client, admin = platform.client, a.tenant.admin_headers
@@ -255,6 +288,13 @@ def snapshot(platform: Platform, side: Side) -> Json:
         "users": page("/v1/users"),
         "tokens": page("/v1/tokens"),
         "webhooks": page("/v1/webhooks"),
+        "campaigns": page("/v1/campaigns"),
+        "campaignTags": get("/v1/campaigns/tags"),
+        "claims": page("/v1/campaigns/claims"),
+        "triggerSources": page("/v1/trigger-sources"),
+        "triggers": {
+            c["id"]: page(f"/v1/campaigns/{c['id']}/triggers") for c in page("/v1/campaigns")["data"]
+        },
         # The log's ids only: its attempts go on being retried in the background.
         "deliveries": {
             w["id"]: [{"id": d["id"]} for d in page(f"/v1/webhooks/{w['id']}/deliveries")["data"]]
@@ -661,7 +701,66 @@ SAMPLES: dict[RouteKey, Sampler] = {
     ("DELETE", "/v1/webhooks/{webhook_id}"): one(),
     ("GET", "/v1/webhooks/{webhook_id}/deliveries"): one(),
     ("POST", "/v1/webhooks/{webhook_id}/test"): one(),
+    ("GET", "/v1/campaigns/tags"): one(),
+    ("POST", "/v1/campaigns"): lambda s, c: [Call(body={"name": "Beta", "businessId": s.b.business_id})],
+    ("GET", "/v1/campaigns"): lambda s, c: [
+        Call(),
+        Call(query={"businessId": s.a.business_id}),
+        Call(query={"tag": "welcome", "sortBy": "name", "sortOrder": "asc"}),
+    ],
+    ("GET", "/v1/campaigns/{campaign_id}"): one(),
+    ("PATCH", "/v1/campaigns/{campaign_id}"): one({"name": "Hijacked"}),
+    ("DELETE", "/v1/campaigns/{campaign_id}"): one(),
+    ("POST", "/v1/campaigns/{campaign_id}/activate"): one(),
+    ("POST", "/v1/campaigns/{campaign_id}/pause"): one(),
+    ("POST", "/v1/campaigns/{campaign_id}/end"): one(),
+    ("PUT", "/v1/campaigns/{campaign_id}/tags"): one({"tags": ["hijacked"]}),
+    ("POST", "/v1/campaigns/{campaign_id}/tokens"): lambda s, c: [
+        Call(body={"tokenId": s.b.token_ids[0], "amount": "1", "maxAmount": "9"})
+    ],
+    ("DELETE", "/v1/campaigns/{campaign_id}/tokens/{unit_id}"): one(),
+    ("POST", "/v1/campaigns/{campaign_id}/triggers"): one({"type": "manual"}),
+    ("GET", "/v1/campaigns/{campaign_id}/triggers"): one(),
+    # A's campaign or QR source claimed by B: not found; B's own campaign claims.
+    ("POST", "/v1/campaigns/claims"): lambda s, c: [
+        Call(body=claim_body(s, c, s.a)),
+        Call(body={"triggerSourceId": s.a.source_ids[0], "payload": s.a.qr_payload}),
+        Call(body=claim_body(s, c, s.b)),
+    ],
+    ("GET", "/v1/campaigns/claims"): lambda s, c: [
+        Call(),
+        Call(query={"campaignId": s.a.campaign_ids[0]}),
+        Call(query={"userId": s.a.user_ids[0]}),
+    ],
+    ("GET", "/v1/campaigns/claims/me"): one(),
+    ("GET", "/v1/campaigns/claims/{claim_id}"): one(),
+    ("POST", "/v1/trigger-sources"): lambda s, c: [
+        Call(body={"triggerId": s.a.trigger_ids["qr_code"], "name": "Hijack"}),
+        Call(body={"triggerId": s.b.trigger_ids["qr_code"], "name": "Beta desk"}),
+    ],
+    ("GET", "/v1/trigger-sources"): one(),
+    ("POST", "/v1/trigger-sources/{source_id}/payload"): one(),
+    ("POST", "/v1/events"): lambda s, c: [
+        Call(body={"id": f"e-{s.fresh()}", "name": "visit", "userId": s.a.user_ids[0]}),
+        Call(body={"id": f"e-{s.fresh()}", "name": "visit", "userId": s.b.user_ids[0]}),
+    ],
+    ("POST", "/v1/events/batch"): lambda s, c: [
+        Call(
+            body={
+                "events": [
+                    {"id": f"e-{s.fresh()}", "name": "visit", "userId": s.a.user_ids[0]},
+                    {"id": f"e-{s.fresh()}", "name": "visit", "userId": s.b.user_ids[0]},
+                ]
+            }
+        )
+    ],
 }
+
+
+def claim_body(sweep: Sweep, cred: Cred, owner: Side) -> Json:
+    """A claim of `owner`'s campaign for B's user (a user's session claims for itself)."""
+    body = {"campaignId": owner.campaign_ids[0]}
+    return body if cred.kind == "user" else {**body, "userId": sweep.b.user_ids[0]}
 
 
 def move(sweep: Sweep, owner: Side, kind: str) -> Json:
@@ -713,6 +812,22 @@ def test_no_route_gives_another_tenant_access(platform: Platform) -> None:
         lambda: ok(client.get(f"/v1/webhooks/{a.webhook_ids[0]}/deliveries", headers=a.tenant.admin_headers)),
         lambda log: len(log["data"]) == 2,
         "tenant A's transaction.mined delivery",
+    )
+    open_campaign(platform, a)
+    open_campaign(platform, b)
+    claim = {"campaignId": a.campaign_ids[0], "userId": a.user_ids[0]}
+    a.claim_ids.append(
+        ok(client.post("/v1/campaigns/claims", json=claim, headers={"X-API-Key": a.api_key}), 202)["id"]
+    )
+    wait_for(
+        lambda: ok(client.get(f"/v1/campaigns/claims/{a.claim_ids[0]}", headers=a.tenant.admin_headers)),
+        lambda found: found["status"] == "completed",
+        "tenant A's claim",
+    )
+    wait_for(
+        lambda: ok(client.get(f"/v1/webhooks/{a.webhook_ids[0]}/deliveries", headers=a.tenant.admin_headers)),
+        lambda log: len(log["data"]) == 3,
+        "tenant A's claim's transaction.mined delivery",
     )
     before = snapshot(platform, a)
 
