@@ -23,7 +23,7 @@ from backend.auth.router import admins as admins_router
 from backend.auth.router import router as auth_router
 from backend.balances.router import router as balances_router
 from backend.businesses.router import router as businesses_router
-from backend.campaigns.router import events_router, sources_router
+from backend.campaigns.router import engagements_router, events_router, sources_router
 from backend.campaigns.router import router as campaigns_router
 from backend.kit.api import error_responses, known_query_parameters
 from backend.kit.body import ASGIApp, BodyLimit, Message, Receive, Scope, Send
@@ -54,6 +54,7 @@ ROUTERS = (
     audit_router,
     campaigns_router,
     sources_router,
+    engagements_router,
     events_router,
 )
 

@@ -16,18 +16,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import BUSINESS, USER, Forbidden, Principal, TenantScope
-from backend.campaigns import triggers
+from backend.campaigns import engagements, triggers
 from backend.campaigns.models import (
     Campaign,
     Claim,
     ClaimOperation,
+    Engagement,
     TokenUnit,
     Trigger,
     TriggerCounter,
     TriggerSource,
 )
-from backend.campaigns.schemas import ClaimCreate, ClaimOut, UserRef
-from backend.campaigns.service import get_campaign, managed
+from backend.campaigns.schemas import ClaimCreate, UserRef
+from backend.campaigns.service import get_campaign
 from backend.kit.db import utcnow
 from backend.kit.errors import NotFound, PersError
 from backend.kit.keystore import Keystore
@@ -52,6 +53,8 @@ class Target:
     campaign: Campaign
     trigger: Trigger
     user: User
+    business_id: uuid.UUID  # where it is made: the owner, or a partner
+    partner: Engagement | None = None
     source_id: uuid.UUID | None = None
     event_id: uuid.UUID | None = None
 
@@ -64,10 +67,12 @@ def resolve_user(session: Session, caller: Principal, ref: UserRef) -> User:
     if caller.kind == USER:
         assert caller.subject_id is not None
         user = get_user(session, scope, caller.subject_id)
-        if given and (ref.user_id or user.id, ref.wallet_address or user.wallet_address) != (
-            user.id,
-            user.wallet_address,
-        ):
+        names_self = (
+            ref.user_id in (None, user.id)
+            and ref.wallet_address in (None, user.wallet_address)
+            and ref.external_id in (None, user.external_id)
+        )
+        if not names_self:
             raise Forbidden("a user claims for themselves")
         return user
     if len(given) != 1:
@@ -116,21 +121,46 @@ def create_claim(
         assert data.campaign_id is not None
         campaign = _claimable(session, caller, data.campaign_id)
         trigger = _manual_trigger(session, campaign, data.trigger_id)
-    if data.business_id not in (None, campaign.business_id):
-        raise Forbidden("claims are made at the campaign's own business", code="not_campaign_business")
+    venue = data.business_id or (source.business_id if source else None)
+    if caller.kind == BUSINESS:
+        if venue not in (None, caller.subject_id):
+            raise Forbidden("a business claims at itself")
+        venue = caller.subject_id
     user = resolve_user(session, caller, data)
-    claim = fire(
-        session, settings, caller, Target(campaign, trigger, user, source_id=source.id if source else None)
-    )
+    target = at(session, campaign, trigger, user, venue, source_id=source.id if source else None)
+    claim = fire(session, settings, caller, target)
     assert isinstance(claim, Claim)  # a manual or QR trigger pays at once
     return claim
 
 
 def _claimable(session: Session, caller: Principal, campaign_id: uuid.UUID) -> Campaign:
-    """A business claims on its own campaigns (partners, once engagements exist); others on any they see."""
-    if caller.kind == BUSINESS:
-        return managed(session, caller, campaign_id)
-    return get_campaign(session, caller, campaign_id)
+    """A business claims on its own campaigns and those it is an accepted partner of; others on any
+    they see."""
+    campaign = get_campaign(session, caller, campaign_id)
+    owned = caller.kind != BUSINESS or campaign.business_id == caller.subject_id
+    if not owned and engagements.partner_of(session, campaign.id, caller.subject_id) is None:
+        raise NotFound("campaign not found")
+    return campaign
+
+
+def at(
+    session: Session,
+    campaign: Campaign,
+    trigger: Trigger,
+    user: User,
+    business_id: uuid.UUID | None,
+    *,
+    source_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Target:
+    """A claim made at the owner (by default) or at an accepted partner."""
+    partner = None
+    if business_id is not None and business_id != campaign.business_id:
+        partner = engagements.partner_of(session, campaign.id, business_id)
+        if partner is None:
+            raise Forbidden("the business does not take part in the campaign", code="not_a_partner")
+    venue = business_id or campaign.business_id
+    return Target(campaign, trigger, user, venue, partner, source_id=source_id, event_id=event_id)
 
 
 def _manual_trigger(session: Session, campaign: Campaign, trigger_id: uuid.UUID | None) -> Trigger:
@@ -161,6 +191,8 @@ def fire(session: Session, settings: Settings, caller: Principal, target: Target
         session.flush()
         return counter.progress
     counter.progress = 0
+    if target.partner is not None:
+        engagements.take_share(session, target.partner, now)
     units = _take_budget(session, campaign)
     today = now.date()
     counter.day_claims = counter.day_claims + 1 if counter.day == today else 1
@@ -174,7 +206,7 @@ def fire(session: Session, settings: Settings, caller: Principal, target: Target
         trigger_source_id=target.source_id,
         event_id=target.event_id,
         user_id=target.user.id,
-        business_id=campaign.business_id,
+        business_id=target.business_id,
         claimed_by=caller.kind,
         claimed_by_id=caller.subject_id,
         status="pending",
@@ -301,7 +333,3 @@ def get_claim(session: Session, caller: Principal, claim_id: str) -> Claim:
     if claim is None:
         raise NotFound("claim not found")
     return claim
-
-
-def record(claim: Claim) -> dict[str, object]:
-    return ClaimOut.model_validate(claim).model_dump(mode="json", by_alias=True)

@@ -102,6 +102,27 @@ class TriggerCounter(Base):
     progress: Mapped[int] = mapped_column(Integer, default=0)  # matching events toward the threshold
 
 
+class Engagement(Timestamped, Base):
+    """A partner business invited to a campaign: once it accepts, claims can be made at it (paid by the
+    owner's signer), within its caps; the row is locked FOR UPDATE while a claim at it is decided."""
+
+    __tablename__ = "campaign_engagements"
+    __table_args__ = (UniqueConstraint("campaign_id", "business_id"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    environment: Mapped[str] = mapped_column(String(8))
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    business_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("businesses.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(8), default="invited")  # invited | accepted | rejected
+    max_per_business: Mapped[int | None] = mapped_column(Integer)  # claims at this partner, in all
+    max_per_day: Mapped[int | None] = mapped_column(Integer)  # claims at this partner, per UTC day
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    day: Mapped[date | None] = mapped_column(Date)
+    day_claims: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Claim(Timestamped, Base):
     __tablename__ = "claims"
     __table_args__ = (

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
 
 from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, PROJECT, USER, AdminAuth, Auth, Principal
-from backend.campaigns import claims, events, service, triggers
+from backend.campaigns import claims, engagements, events, service, triggers
 from backend.campaigns.models import Campaign
 from backend.campaigns.schemas import (
     MAX_EVENT_BATCH,
@@ -17,6 +17,9 @@ from backend.campaigns.schemas import (
     ClaimCreate,
     ClaimOut,
     ClaimStatus,
+    EngagementCreate,
+    EngagementOut,
+    EngagementUpdate,
     EventBatch,
     EventBatchItem,
     EventBatchOut,
@@ -40,6 +43,7 @@ from backend.settings import Settings
 ERRORS = error_responses(400, 401, 403, 422, 429)
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=ERRORS)
 sources_router = APIRouter(prefix="/v1/trigger-sources", tags=["campaigns"], responses=ERRORS)
+engagements_router = APIRouter(prefix="/v1/campaign-engagements", tags=["campaigns"], responses=ERRORS)
 events_router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERRORS)
 
 # Active campaigns are public with the project key; staff see every status.
@@ -49,6 +53,7 @@ Staff = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR, BUSINESS))]
 Claimer = Annotated[Principal, Depends(Auth(ADMIN, BUSINESS, USER, scope="transactions:write"))]
 ClaimReader = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR, BUSINESS, USER))]
 UserAuth = Annotated[Principal, Depends(Auth(USER))]
+BusinessAuth = Annotated[Principal, Depends(Auth(BUSINESS))]
 Reporter = Annotated[Principal, Depends(Auth(ADMIN, BUSINESS, scope="events:write"))]
 
 
@@ -203,6 +208,38 @@ def list_triggers(
 ) -> Page[TriggerOut]:
     rows, meta = paging.apply(session, triggers.campaign_triggers(session, caller, campaign_id))
     return Page(data=[TriggerOut.model_validate(r) for r in rows], meta=meta)
+
+
+@router.post(
+    "/{campaign_id}/engagements",
+    status_code=201,
+    response_model=list[EngagementOut],
+    responses=error_responses(404, 409),
+)
+def invite_partners(
+    campaign_id: str, body: EngagementCreate, session: DbSession, caller: Manager
+) -> list[EngagementOut]:
+    """Invite partner businesses (`invited` until each accepts); claims at a partner count against its
+    caps and are paid by the owner."""
+    invited = engagements.invite(session, caller, campaign_id, body)
+    return [EngagementOut.model_validate(e) for e in invited]
+
+
+@router.get("/{campaign_id}/engagements", response_model=Page[EngagementOut], responses=error_responses(404))
+def list_engagements(
+    campaign_id: str, session: DbSession, caller: Manager, paging: Annotated[Paging, Depends()]
+) -> Page[EngagementOut]:
+    """All of them for the admin and the owner; its own for an invited business (its share so far)."""
+    rows, meta = paging.apply(session, engagements.campaign_engagements(session, caller, campaign_id))
+    return Page(data=[EngagementOut.model_validate(r) for r in rows], meta=meta)
+
+
+@engagements_router.put("/{engagement_id}", response_model=EngagementOut, responses=error_responses(404, 409))
+def respond(
+    engagement_id: str, body: EngagementUpdate, session: DbSession, caller: BusinessAuth
+) -> EngagementOut:
+    """The invited business accepts or rejects the invitation."""
+    return EngagementOut.model_validate(engagements.respond(session, caller, engagement_id, body.status))
 
 
 @sources_router.post("", status_code=201, response_model=TriggerSourceOut, responses=error_responses(404))

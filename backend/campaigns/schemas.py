@@ -137,6 +137,27 @@ class QrPayload(Schema):
     expires_at: datetime
 
 
+class EngagementCreate(Input):
+    business_ids: list[uuid.UUID] = Field(min_length=1, max_length=50, description="The partners invited")
+    max_per_business: Limit | None = Field(default=None, description="Claims at each partner, in all")
+    max_per_day: Limit | None = Field(default=None, description="Claims at each partner per UTC day")
+
+
+class EngagementUpdate(Input):
+    status: Literal["accepted", "rejected"]
+
+
+class EngagementOut(Schema):
+    id: uuid.UUID
+    campaign_id: uuid.UUID
+    business_id: uuid.UUID
+    status: str
+    max_per_business: int | None
+    max_per_day: int | None
+    claims: int = Field(description="Claims made at this partner so far")
+    created_at: datetime
+
+
 class UserRef(Input):
     """Whom a claim or event is for: exactly one of the three (a user's own session needs none)."""
 

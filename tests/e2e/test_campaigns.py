@@ -257,6 +257,9 @@ def test_events_fire_triggers_once_per_event_id(platform: Platform) -> None:
         ok(client.post("/v1/events", json=event("e2", 5), headers=shop.key), 202)["results"] == []
     )  # too small
     assert ok(client.post("/v1/events", json=event("e1", 25), headers=shop.key), 202) == first  # a repeat
+    refused(
+        client.post("/v1/events", json=event("e1", 25), headers=admin), 409, "event_id_taken"
+    )  # not its own
     batch = {
         "events": [event("e3", "12"), {"id": "bad", "name": "purchase"}, event("e4", 30), event("e3", 12)]
     }
@@ -269,3 +272,60 @@ def test_events_fire_triggers_once_per_event_id(platform: Platform) -> None:
     claim = settled_claim(platform, shop, third[0]["claimId"])
     assert claim["status"] == "completed" and claim["eventId"] == answered["data"][2]["event"]["eventId"]
     assert shop.credit.functions.balanceOf(shopper["walletAddress"]).call() == 100
+
+
+def test_partners_claim_within_their_caps_and_the_owner_pays(platform: Platform) -> None:
+    shop = open_shop(platform, "Mall")
+    client, admin = platform.client, shop.tenant.admin_headers
+    campaign = campaign_of(platform, shop, amount="10")
+    keys = []
+    partner_ids = []
+    for name in ("Cafe", "Kiosk"):
+        partner = ok(client.post("/v1/businesses", json={"name": name}, headers=admin), 201)
+        key = ok(
+            client.post(f"/v1/businesses/{partner['id']}/api-keys", json={"name": "till"}, headers=admin), 201
+        )
+        partner_ids.append(partner["id"])
+        keys.append({"X-API-Key": key["key"]})
+    cafe, kiosk = keys
+    path = f"/v1/campaigns/{campaign['id']}/engagements"
+    invited = ok(
+        client.post(path, json={"businessIds": partner_ids, "maxPerBusiness": 2}, headers=shop.key), 201
+    )
+    assert [e["status"] for e in invited] == ["invited", "invited"]
+    refused(client.post(path, json={"businessIds": partner_ids[:1]}, headers=admin), 409, "engagement_exists")
+    users = [member(platform, shop) for _ in range(3)]
+    claim = {"campaignId": campaign["id"]}
+    # Not a partner until it accepts: the campaign is not there for it.
+    refused(
+        client.post("/v1/campaigns/claims", json={**claim, "userId": users[0]["id"]}, headers=cafe),
+        404,
+        "not_found",
+    )
+    cafe_invite, kiosk_invite = (f"/v1/campaign-engagements/{e['id']}" for e in invited)
+    refused(
+        client.put(cafe_invite, json={"status": "accepted"}, headers=kiosk), 404, "not_found"
+    )  # not its own
+    ok(client.put(cafe_invite, json={"status": "accepted"}, headers=cafe))
+    ok(client.put(kiosk_invite, json={"status": "rejected"}, headers=kiosk))
+    refused(client.put(kiosk_invite, json={"status": "accepted"}, headers=kiosk), 409, "engagement_rejected")
+    made = [
+        ok(client.post("/v1/campaigns/claims", json={**claim, "userId": u["id"]}, headers=cafe), 202)
+        for u in users[:2]
+    ]
+    assert {c["businessId"] for c in made} == {partner_ids[0]}
+    third = client.post("/v1/campaigns/claims", json={**claim, "userId": users[2]["id"]}, headers=cafe)
+    refused(third, 409, "max_per_business_reached")
+    refused(
+        client.post("/v1/campaigns/claims", json={**claim, "userId": users[2]["id"]}, headers=kiosk),
+        404,
+        "not_found",
+    )
+    share = ok(client.get(path, headers=cafe))["data"]
+    assert [(e["businessId"], e["claims"]) for e in share] == [(partner_ids[0], 2)]  # its own share only
+    assert ok(client.get("/v1/campaigns/claims", headers=cafe))["meta"]["total"] == 2
+    done = settled_claim(platform, shop, made[0]["id"])
+    assert done["status"] == "completed"
+    operation = ok(client.get(f"/v1/transactions/{done['operationIds'][0]}", headers=admin))
+    assert operation["businessId"] == shop.business_id  # the owner's signer pays
+    assert shop.credit.functions.balanceOf(users[0]["walletAddress"]).call() == 10

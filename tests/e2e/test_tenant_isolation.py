@@ -87,6 +87,7 @@ class Side:
     trigger_ids: dict[str, str] = field(default_factory=dict)  # by type: manual, qr_code
     source_ids: list[str] = field(default_factory=list)
     claim_ids: list[str] = field(default_factory=list)
+    engagement_ids: list[str] = field(default_factory=list)
     qr_payload: str = ""
     secrets: list[str] = field(default_factory=list)  # session tokens and the API key: never to leak
     auditor_email: str = ""
@@ -106,6 +107,7 @@ class Side:
             "unit_id": self.unit_ids,
             "source_id": self.source_ids,
             "claim_id": self.claim_ids,
+            "engagement_id": self.engagement_ids,
             "address": [self.wallet.address],
         }
 
@@ -239,6 +241,11 @@ def open_campaign(platform: Platform, side: Side) -> None:
         "payload"
     ]
     side.campaign_ids.append(campaign["id"])
+    partner = ok(client.post("/v1/businesses", json={"name": "Partner"}, headers=admin), 201)
+    invite = {"businessIds": [partner["id"]], "maxPerBusiness": 5}
+    side.engagement_ids.append(
+        ok(client.post(f"{path}/engagements", json=invite, headers=admin), 201)[0]["id"]
+    )
 
 
 def wait_until_settled(platform: Platform, a: Side) -> None:
@@ -292,6 +299,9 @@ def snapshot(platform: Platform, side: Side) -> Json:
         "campaignTags": get("/v1/campaigns/tags"),
         "claims": page("/v1/campaigns/claims"),
         "triggerSources": page("/v1/trigger-sources"),
+        "engagements": {
+            c["id"]: page(f"/v1/campaigns/{c['id']}/engagements") for c in page("/v1/campaigns")["data"]
+        },
         "triggers": {
             c["id"]: page(f"/v1/campaigns/{c['id']}/triggers") for c in page("/v1/campaigns")["data"]
         },
@@ -721,6 +731,11 @@ SAMPLES: dict[RouteKey, Sampler] = {
     ("DELETE", "/v1/campaigns/{campaign_id}/tokens/{unit_id}"): one(),
     ("POST", "/v1/campaigns/{campaign_id}/triggers"): one({"type": "manual"}),
     ("GET", "/v1/campaigns/{campaign_id}/triggers"): one(),
+    ("POST", "/v1/campaigns/{campaign_id}/engagements"): lambda s, c: [
+        Call(body={"businessIds": [s.b.business_id]})
+    ],
+    ("GET", "/v1/campaigns/{campaign_id}/engagements"): one(),
+    ("PUT", "/v1/campaign-engagements/{engagement_id}"): one({"status": "accepted"}),
     # A's campaign or QR source claimed by B: not found; B's own campaign claims.
     ("POST", "/v1/campaigns/claims"): lambda s, c: [
         Call(body=claim_body(s, c, s.a)),

@@ -1,8 +1,8 @@
-"""campaigns
+"""campaigns: tags, token units, triggers, trigger sources, engagements, claims, user events
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-11-27 18:33:40.025962
+Create Date: 2026-11-27 18:46:27.864135
 """
 
 from collections.abc import Sequence
@@ -82,6 +82,49 @@ def upgrade() -> None:
             name=op.f("uq_user_events_tenant_id_environment_external_id"),
         ),
     )
+    op.create_table(
+        "campaign_engagements",
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("environment", sa.String(length=8), nullable=False),
+        sa.Column("campaign_id", sa.Uuid(), nullable=False),
+        sa.Column("business_id", sa.Uuid(), nullable=False),
+        sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column("max_per_business", sa.Integer(), nullable=True),
+        sa.Column("max_per_day", sa.Integer(), nullable=True),
+        sa.Column("claims", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=True),
+        sa.Column("day_claims", sa.Integer(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", backend.kit.db.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["business_id"],
+            ["businesses.id"],
+            name=op.f("fk_campaign_engagements_business_id_businesses"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["campaigns.id"],
+            name=op.f("fk_campaign_engagements_campaign_id_campaigns"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name=op.f("fk_campaign_engagements_tenant_id_tenants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign_engagements")),
+        sa.UniqueConstraint(
+            "campaign_id", "business_id", name=op.f("uq_campaign_engagements_campaign_id_business_id")
+        ),
+    )
+    with op.batch_alter_table("campaign_engagements", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_campaign_engagements_business_id"), ["business_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_campaign_engagements_tenant_id"), ["tenant_id"], unique=False)
+
     op.create_table(
         "campaign_tags",
         sa.Column("campaign_id", sa.Uuid(), nullable=False),
@@ -338,6 +381,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_campaign_tags_scope")
 
     op.drop_table("campaign_tags")
+    with op.batch_alter_table("campaign_engagements", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_campaign_engagements_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_campaign_engagements_business_id"))
+
+    op.drop_table("campaign_engagements")
     op.drop_table("user_events")
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
         batch_op.drop_index("ix_campaigns_scope")
