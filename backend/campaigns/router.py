@@ -264,7 +264,7 @@ def issue_payload(source_id: str, request: Request, session: DbSession, caller: 
     return triggers.issue_payload(session, _keystore(request), caller, source_id)
 
 
-@events_router.post("", status_code=202, response_model=EventOut, responses=error_responses(404))
+@events_router.post("", status_code=202, response_model=EventOut, responses=error_responses(404, 409))
 def report_event(body: EventCreate, request: Request, session: DbSession, caller: Reporter) -> EventOut:
     """A user's action: fires the matching active `api_event` triggers; a repeated `id` gets the first
     answer."""

@@ -4,7 +4,7 @@ business the campaigns it owns; the public (project key) and users see active ca
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import Select, delete, insert, select
@@ -52,8 +52,14 @@ def _business(session: Session, caller: Principal, business_id: uuid.UUID | None
 
 def _check_dates(starts_at: datetime | None, ends_at: datetime | None) -> None:
     for moment in (starts_at, ends_at):
-        if moment is not None and moment.tzinfo is None:
+        if moment is None:
+            continue
+        if moment.tzinfo is None:
             raise PersError("times carry a timezone (ISO-8601 UTC)", code="invalid_datetime", status=422)
+        try:
+            moment.astimezone(UTC)  # stored in UTC: year 1 at +05:00 has no UTC time
+        except OverflowError:
+            raise PersError("the time is out of range", code="invalid_datetime", status=422) from None
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         raise PersError("`endsAt` must be after `startsAt`", code="invalid_date_range", status=422)
 
