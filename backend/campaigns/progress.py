@@ -16,7 +16,9 @@ from backend.kit.db import utcnow
 from backend.relay.models import Operation
 from backend.webhooks import service as webhooks
 
-SETTLING = {"transaction.mined", "transaction.confirmed", "transaction.failed"}
+# Every operation is `mined` before it is `confirmed`: the indexer's confirmations (one call per
+# operation) cost no query here.
+SETTLING = {"transaction.mined", "transaction.failed"}
 DONE = {"mined", "confirmed"}
 
 
