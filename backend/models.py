@@ -4,7 +4,8 @@ from backend.auth.models import Admin, RefreshToken, SiweNonce
 from backend.businesses.models import ApiKey, Business
 from backend.kit.db import Base
 from backend.kit.outbox import OutboxMessage
-from backend.relay.models import Lane, Operation, RelayerTransaction, RelayRequest
+from backend.redemptions.models import Redeem, Redemption
+from backend.relay.models import Exchange, Lane, Operation, RelayerTransaction, RelayRequest
 from backend.tenants.models import Tenant, TenantEnvironment
 from backend.tokens.models import TokenType
 from backend.users.models import User, UserLink
@@ -21,10 +22,13 @@ __all__ = [
     "Business",
     "Cursor",
     "Event",
+    "Exchange",
     "Holding",
     "Lane",
     "Operation",
     "OutboxMessage",
+    "Redeem",
+    "Redemption",
     "RefreshToken",
     "RelayRequest",
     "RelayerTransaction",

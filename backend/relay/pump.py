@@ -165,7 +165,7 @@ class Pump:
         with self.runtime.sessions() as session:
             queues = session.execute(
                 select(Operation.network, Operation.contract_address)
-                .where(Operation.status == "queued")
+                .where(Operation.status == "queued", Operation.exchange_id.is_(None))
                 .distinct()
             ).all()
         sent = any([self.pump(network, contract) for network, contract in queues])
@@ -199,6 +199,7 @@ class Pump:
                     Operation.status == "queued",
                     Operation.network == network,
                     Operation.contract_address == contract,
+                    Operation.exchange_id.is_(None),  # exchange legs go through `exchanges`
                 )
                 .order_by(Operation.created_at, Operation.id)
                 .limit(self.runtime.settings.relay_max_ops_per_tx)

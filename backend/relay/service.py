@@ -18,7 +18,7 @@ from backend.kit.cache import Expiring
 from backend.kit.db import utcnow
 from backend.kit.errors import Conflict, NotFound, PersError
 from backend.relay import events
-from backend.relay.models import Operation
+from backend.relay.models import Exchange, Operation
 from backend.relay.refs import new_ref
 from backend.relay.schemas import Movement, Prepared, TransactionCreate
 from backend.settings import Settings
@@ -391,3 +391,59 @@ def prepare(
     deadline = int(time.time()) + PREPARED_LIFETIME
     document = typed_data(domain_of(settings, token), signer, [chain_operation(op)], deadline)
     return Prepared(typed_data=document, signer=signer, ref=op.ref, deadline=deadline)
+
+
+@dataclass(frozen=True)
+class ExchangeLegs:
+    exchange: Exchange
+    burn: Operation
+    mint: Operation
+
+
+def submit_exchange(
+    session: Session,
+    settings: Settings,
+    scope: TenantScope,
+    *,
+    user_id: uuid.UUID,
+    cost_token_id: uuid.UUID,
+    cost_amount: int,
+    business_id: uuid.UUID,
+    reward_token_id: uuid.UUID,
+    reward_amount: int,
+) -> ExchangeLegs:
+    """A composite `redeem` of a managed-wallet user, queued in the caller's transaction: the user's
+    burn (signed with their sealed key) and the business's mint to them (its custodial signer), as two
+    operation rows of one exchange that the router runs together or not at all (docs/adr/0002)."""
+    burn_context = _Context(session, settings, scope, Actor(USER, user_id))
+    cost = _active(burn_context.token(cost_token_id))
+    burn_body = TransactionCreate.model_validate(
+        {"type": "burn", "token_id": cost_token_id, "amount": str(cost_amount)}
+    )
+    burn = _draft(burn_context, cost, burn_body)
+    _platform_signer(burn_context, burn, burn_body)
+    mint_context = _Context(session, settings, scope, Actor(BUSINESS, business_id))
+    reward = _active(mint_context.token(reward_token_id))
+    mint_body = TransactionCreate.model_validate(
+        {"type": "mint", "token_id": reward_token_id, "amount": str(reward_amount), "user_id": user_id}
+    )
+    mint = _draft(mint_context, reward, mint_body)
+    _platform_signer(mint_context, mint, mint_body)
+    if burn.network != mint.network:
+        raise Refused("the cost and the reward are on different networks", code="invalid_value")
+    exchange = Exchange(
+        id=uuid.uuid4(),
+        tenant_id=scope.tenant_id,
+        environment=scope.environment,
+        network=burn.network,
+        ref=new_ref(),
+        status="queued",
+        created_at=utcnow(),
+    )
+    session.add(exchange)
+    session.flush()
+    burn.exchange_id = mint.exchange_id = exchange.id
+    session.add_all([burn, mint])
+    _flush(session)
+    events.wake(session)
+    return ExchangeLegs(exchange, burn, mint)

@@ -14,12 +14,12 @@ EMITTED = (
     "transaction.confirmed",
     "transaction.failed",
     "relayer.low_balance",
+    "redeem.completed",
+    "redeem.failed",
 )
 ANNOUNCED = (
     "claim.completed",
     "claim.failed",
-    "redeem.completed",
-    "redeem.failed",
     "campaign.budget_exhausted",
 )
 EVENT_TYPES = EMITTED + ANNOUNCED

@@ -1,0 +1,88 @@
+"""Request and answer shapes of /v1/redemptions."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from backend.kit.api import Input, Schema
+from backend.kit.types import Uint256Out
+from backend.relay.schemas import Positive
+
+RedemptionKind = Literal["exchange", "catalog"]
+RedeemStatus = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"]
+Count = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Name = Annotated[str, Field(min_length=1, max_length=120)]
+Description = Annotated[str, Field(max_length=4000)]
+
+
+class RedemptionCreate(Input):
+    """An offer. `exchange`: burn `costAmount` of the cost token and mint `rewardAmount` of the reward
+    token in one transaction, signed by `businessId`'s custodial signer. `catalog`: burn the cost; the
+    partner `businessId` then fulfils the item."""
+
+    kind: RedemptionKind
+    name: Name
+    description: Description | None = None
+    business_id: uuid.UUID
+    cost_token_id: uuid.UUID
+    cost_amount: Positive
+    reward_token_id: uuid.UUID | None = None
+    reward_amount: Positive | None = None
+    required_status_token_id: uuid.UUID | None = Field(
+        default=None, description="A status token the user must hold to redeem"
+    )
+    stock: Count | None = Field(default=None, description="How many redeems there are; none: unlimited")
+    per_user_limit: Count | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    active: bool = True
+
+
+class RedemptionUpdate(Input):
+    name: Name | None = None
+    description: Description | None = None
+    stock: Count | None = Field(default=None, description="A new total; what was taken stays taken")
+    per_user_limit: Count | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    active: bool | None = None
+
+
+class RedemptionOut(Schema):
+    id: uuid.UUID
+    kind: str
+    name: str
+    description: str | None
+    business_id: uuid.UUID
+    cost_token_id: uuid.UUID
+    cost_amount: Uint256Out
+    reward_token_id: uuid.UUID | None
+    reward_amount: Uint256Out | None
+    required_status_token_id: uuid.UUID | None
+    stock: int | None
+    stock_remaining: int | None
+    per_user_limit: int | None
+    valid_from: datetime | None
+    valid_until: datetime | None
+    active: bool
+    created_at: datetime
+
+
+class RedeemCreate(Input):
+    redemption_id: uuid.UUID
+
+
+class RedeemOut(Schema):
+    id: uuid.UUID
+    redemption_id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    error_code: str | None
+    burn_operation_id: uuid.UUID
+    mint_operation_id: uuid.UUID | None
+    exchange_id: uuid.UUID | None
+    created_at: datetime
+    finished_at: datetime | None
+    fulfilled_at: datetime | None
