@@ -13,6 +13,7 @@ from backend.relay.schemas import Positive
 RedemptionKind = Literal["exchange", "catalog"]
 RedeemStatus = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"]
 Count = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Stock = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Name = Annotated[str, Field(min_length=1, max_length=120)]
 Description = Annotated[str, Field(max_length=4000)]
 
@@ -33,7 +34,7 @@ class RedemptionCreate(Input):
     required_status_token_id: uuid.UUID | None = Field(
         default=None, description="A status token the user must hold to redeem"
     )
-    stock: Count | None = Field(default=None, description="How many redeems there are; none: unlimited")
+    stock: Stock | None = Field(default=None, description="How many redeems there are; none: unlimited")
     per_user_limit: Count | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
@@ -43,7 +44,7 @@ class RedemptionCreate(Input):
 class RedemptionUpdate(Input):
     name: Name | None = None
     description: Description | None = None
-    stock: Count | None = Field(default=None, description="A new total; what was taken stays taken")
+    stock: Stock | None = Field(default=None, description="A new total; what was taken stays taken")
     per_user_limit: Count | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None

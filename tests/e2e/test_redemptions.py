@@ -148,3 +148,134 @@ def test_twenty_simultaneous_redeems_of_five_in_stock(production_platform: Platf
     assert (held, spent) == (5, 5 * 30)
     stock = platform.client.get(f"/v1/redemptions/{coffee['id']}", headers=shop.tenant.admin_headers).json()
     assert stock["stockRemaining"] == 0
+
+
+def add_token(platform: Platform, shop: Shop, body: dict[str, str]) -> dict[str, Any]:
+    client = platform.client
+    created = client.post("/v1/tokens", json=body, headers=shop.tenant.admin_headers)
+    assert created.status_code == 202, created.text
+    token: dict[str, Any] = wait_for(
+        lambda: client.get(f"/v1/tokens/{created.json()['id']}", headers=shop.tenant.admin_headers).json(),
+        lambda t: t["status"] == "active",
+        "token activation",
+    )
+    return token
+
+
+def test_a_failed_exchange_moves_nothing_and_gives_its_stock_back(embedded_platform: Platform) -> None:
+    """The reward mint fails on chain (the capped credit's supply), so the burn is undone with it."""
+    platform = embedded_platform
+    shop = open_shop(platform, "Capped")
+    capped = add_token(
+        platform, shop, {"kind": "credit", "name": "Capped", "symbol": "CAP", "maxSupply": "10"}
+    )
+    wait_for(
+        lambda: platform.client.post(
+            "/v1/transactions",
+            json={"type": "mint", "tokenId": capped["id"], "to": shop.signer, "amount": "1"},
+            headers=shop.key,
+        ),
+        lambda answer: answer.status_code == 202,
+        "the signer's role on the new token",
+    )
+    user = member(platform, shop, 100)
+    headers = user_headers(platform, shop, user["id"])
+    deal = offer(platform, shop, rewardTokenId=capped["id"], rewardAmount="6", costAmount="5", stock=2)
+    first = finished(platform, headers, redeem(platform, headers, deal["id"]).json()["id"])
+    assert first["status"] == "COMPLETED", first
+    second = finished(platform, headers, redeem(platform, headers, deal["id"]).json()["id"])
+    assert (second["status"], second["errorCode"]) == ("FAILED", "cap_exceeded"), second
+    assert shop.credit.functions.balanceOf(user["walletAddress"]).call() == 95  # the second burn undone
+    admin = shop.tenant.admin_headers
+    burn = platform.client.get(f"/v1/transactions/{second['burnOperationId']}", headers=admin).json()
+    assert (burn["status"], burn["errorCode"]) == ("failed", "cap_exceeded")
+    stock = platform.client.get(f"/v1/redemptions/{deal['id']}", headers=admin).json()
+    assert stock["stockRemaining"] == 1
+
+
+def test_a_catalog_redeem_is_burnt_then_fulfilled_by_its_partner(embedded_platform: Platform) -> None:
+    platform = embedded_platform
+    shop = open_shop(platform, "Catalog")
+    user = member(platform, shop, 50)
+    headers = user_headers(platform, shop, user["id"])
+    mug = offer(platform, shop, kind="catalog", rewardTokenId=None, rewardAmount=None, costAmount="20")
+    done = finished(platform, headers, redeem(platform, headers, mug["id"]).json()["id"])
+    assert (done["status"], done["mintOperationId"], done["fulfilledAt"]) == ("COMPLETED", None, None)
+    assert shop.credit.functions.balanceOf(user["walletAddress"]).call() == 30
+    client, admin = platform.client, shop.tenant.admin_headers
+    other = client.post("/v1/businesses", json={"name": "Other"}, headers=admin).json()
+    key = client.post(f"/v1/businesses/{other['id']}/api-keys", json={"name": "k"}, headers=admin).json()
+    stranger = client.post(f"/v1/redemptions/redeems/{done['id']}/fulfil", headers={"X-API-Key": key["key"]})
+    assert stranger.status_code == 404, stranger.text
+    fulfilled = client.post(f"/v1/redemptions/redeems/{done['id']}/fulfil", headers=shop.key)
+    assert fulfilled.status_code == 200 and fulfilled.json()["fulfilledAt"] is not None, fulfilled.text
+    again = client.post(f"/v1/redemptions/redeems/{done['id']}/fulfil", headers=shop.key)
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "already_fulfilled")
+
+
+def test_bad_input_is_refused_with_a_code_and_no_effect(embedded_platform: Platform) -> None:
+    platform = embedded_platform
+    client = platform.client
+    shop = open_shop(platform, "Strict")
+    admin = shop.tenant.admin_headers
+    level = add_token(platform, shop, {"kind": "status", "name": "Gold", "symbol": "GOLD"})
+    base = {
+        "kind": "exchange",
+        "name": "Coffee",
+        "businessId": shop.business_id,
+        "costTokenId": shop.credit_id,
+        "costAmount": "30",
+        "rewardTokenId": shop.reward_id,
+        "rewardAmount": "1",
+    }
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"rewardTokenId": None}, 422, "missing_field"),
+        ({"kind": "catalog"}, 422, "invalid_value"),
+        ({"costTokenId": str(uuid.uuid4())}, 404, "token_not_found"),
+        ({"businessId": str(uuid.uuid4())}, 404, "business_not_found"),
+        ({"costTokenId": level["id"]}, 422, "token_locked"),
+        ({"requiredStatusTokenId": shop.reward_id}, 422, "invalid_value"),
+        ({"validFrom": "2030-01-02T00:00:00Z", "validUntil": "2030-01-01T00:00:00Z"}, 422, "invalid_window"),
+        ({"costAmount": "0"}, 422, "amount_out_of_range"),
+        ({"surprise": 1}, 422, "unknown_field"),
+    ]
+    for change, status, code in cases:
+        answer = client.post("/v1/redemptions", json={**base, **change}, headers=admin)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), (change, answer.text)
+    assert client.post("/v1/redemptions", json=base, headers=shop.key).status_code == 403
+    assert client.get("/v1/redemptions", headers=admin).json()["meta"]["total"] == 0
+
+    user = member(platform, shop, 40)
+    headers = user_headers(platform, shop, user["id"])
+    coffee = offer(platform, shop, stock=5)
+    gated = offer(platform, shop, requiredStatusTokenId=level["id"])
+    dear = offer(platform, shop, costAmount="41")
+    later = offer(platform, shop, validFrom="2099-01-01T00:00:00Z")
+    ended = offer(platform, shop, validUntil="2000-01-01T00:00:00Z")
+    off = offer(platform, shop)
+    assert (
+        client.patch(f"/v1/redemptions/{off['id']}", json={"active": False}, headers=admin).status_code == 200
+    )
+    refusals = [
+        (str(uuid.uuid4()), 404, "not_found"),
+        (gated["id"], 409, "status_required"),
+        (dear["id"], 409, "insufficient_balance"),
+        (later["id"], 409, "redemption_not_started"),
+        (ended["id"], 409, "redemption_ended"),
+        (off["id"], 409, "redemption_inactive"),
+    ]
+    for redemption_id, status, code in refusals:
+        answer = redeem(platform, headers, redemption_id)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), answer.text
+    assert redeem(platform, shop.key, coffee["id"]).status_code == 403  # a business redeems for nobody
+    answer = client.post("/v1/redemptions/redeems", json={"redemptionId": "nope"}, headers=headers)
+    assert answer.status_code == 422
+    # Nothing was taken or queued by any of them.
+    assert client.get(f"/v1/redemptions/{coffee['id']}", headers=admin).json()["stockRemaining"] == 5
+    assert client.get("/v1/redemptions/redeems", headers=admin).json()["meta"]["total"] == 0
+    burns = client.get("/v1/transactions", headers=admin, params={"type": "burn"}).json()
+    assert burns["meta"]["total"] == 0
+    # Stock cannot go below what was taken.
+    assert redeem(platform, headers, coffee["id"]).status_code == 202
+    shrink = client.patch(f"/v1/redemptions/{coffee['id']}", json={"stock": 0}, headers=admin)
+    assert (shrink.status_code, shrink.json()["error"]["code"]) == (409, "stock_below_taken")
