@@ -9,8 +9,10 @@ from backend.kit.errors import PersError
 from backend.kit.session import DbSession
 from backend.redemptions import service
 from backend.redemptions.schemas import (
+    PreparedRedeem,
     RedeemCreate,
     RedeemOut,
+    RedeemPrepare,
     RedemptionCreate,
     RedemptionOut,
     RedemptionUpdate,
@@ -39,6 +41,17 @@ def list_redemptions(
 ) -> Page[RedemptionOut]:
     rows, meta = paging.apply(session, service.listed(caller.tenant, active))
     return Page(data=[RedemptionOut.model_validate(r) for r in rows], meta=meta)
+
+
+@router.post("/redeems/prepare", response_model=PreparedRedeem, responses=error_responses(404, 409))
+def prepare_redeem(
+    body: RedeemPrepare, request: Request, session: DbSession, caller: Redeemer
+) -> PreparedRedeem:
+    """For a user who keeps their own wallet: the EIP-712 typed data of the burn to sign (an
+    `ExchangeLeg` for an exchange, an `Operations` group for a catalog offer); post the redeem back
+    with its `ref`, `deadline`, `exchangeRef` and the signature."""
+    assert caller.subject_id is not None
+    return service.prepare(session, _settings(request), caller.tenant, caller.subject_id, body)
 
 
 @router.post("/redeems", status_code=202, response_model=RedeemOut, responses=error_responses(404, 409))

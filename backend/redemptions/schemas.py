@@ -8,7 +8,7 @@ from pydantic import Field
 
 from backend.kit.api import Input, Schema
 from backend.kit.types import Uint256Out
-from backend.relay.schemas import Positive
+from backend.relay.schemas import Deadline, Hex32, Positive, Prepared, Signature
 
 RedemptionKind = Literal["exchange", "catalog"]
 RedeemStatus = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"]
@@ -71,8 +71,24 @@ class RedemptionOut(Schema):
     created_at: datetime
 
 
-class RedeemCreate(Input):
+class RedeemPrepare(Input):
     redemption_id: uuid.UUID
+
+
+class RedeemCreate(Input):
+    """A managed wallet's redeem names the offer alone; an own wallet's carries the signature over the
+    burn that `POST /v1/redemptions/redeems/prepare` answered, with its `ref`, `deadline` (and, for an
+    exchange, `exchangeRef`)."""
+
+    redemption_id: uuid.UUID
+    ref: Hex32 | None = None
+    deadline: Deadline | None = None
+    signature: Signature | None = None
+    exchange_ref: Hex32 | None = None
+
+
+class PreparedRedeem(Prepared):
+    exchange_ref: str | None = Field(description="An exchange's id, signed into the burn leg")
 
 
 class RedeemOut(Schema):

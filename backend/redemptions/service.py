@@ -16,10 +16,17 @@ from backend.kit.db import utcnow
 from backend.kit.errors import Conflict, NotFound, PersError
 from backend.kit.scope import get_scoped, scoped
 from backend.redemptions.models import Redeem, Redemption
-from backend.redemptions.schemas import RedeemCreate, RedeemOut, RedemptionCreate, RedemptionUpdate
+from backend.redemptions.schemas import (
+    PreparedRedeem,
+    RedeemCreate,
+    RedeemOut,
+    RedeemPrepare,
+    RedemptionCreate,
+    RedemptionUpdate,
+)
 from backend.relay import service as relay
 from backend.relay.models import Operation
-from backend.relay.schemas import TransactionCreate
+from backend.relay.schemas import Movement, TransactionCreate
 from backend.settings import Settings
 from backend.tokens.models import TokenType
 from backend.users.models import User
@@ -122,7 +129,8 @@ def redeem(
     )
     if user is None:
         raise NotFound("user not found", code="user_not_found")
-    if user.wallet_key_sealed is None:
+    signed = _signed_leg(body, offer.kind)
+    if user.wallet_key_sealed is None and signed is None:
         raise Refused("an own-wallet user's redeem carries its signature", code="signature_required")
     if offer.per_user_limit is not None:
         made = session.scalar(
@@ -162,17 +170,61 @@ def redeem(
             business_id=offer.business_id,
             reward_token_id=offer.reward_token_id,
             reward_amount=offer.reward_amount,
+            signed=signed,
         )
         record.burn_operation_id, record.mint_operation_id = legs.burn.id, legs.mint.id
         record.exchange_id = legs.exchange.id
     else:
-        burn = TransactionCreate.model_validate(
-            {"type": "burn", "token_id": cost.id, "amount": str(offer.cost_amount)}
-        )
+        fields = {"type": "burn", "token_id": cost.id, "amount": str(offer.cost_amount)}
+        if signed is not None:
+            fields |= {
+                "from": user.wallet_address,
+                **body.model_dump(include={"ref", "deadline", "signature"}),
+            }
+        burn = TransactionCreate.model_validate(fields)
         record.burn_operation_id = relay.submit(session, settings, scope, relay.Actor(USER, user.id), burn).id
     session.add(record)
     session.flush()
     return record
+
+
+def _signed_leg(body: RedeemCreate, kind: str) -> relay.SignedLeg | None:
+    """The own wallet's signed burn, complete (`ref`, `deadline`, and an exchange's `exchangeRef`)."""
+    if body.signature is None:
+        if body.ref or body.deadline or body.exchange_ref:
+            raise Refused(
+                "`ref`, `deadline` and `exchangeRef` come with a `signature`", code="signature_required"
+            )
+        return None
+    needed = body.ref and body.deadline and (body.exchange_ref or kind == "catalog")
+    if not needed:
+        raise Refused("a signed redeem carries what `prepare` answered", code="missing_field")
+    assert body.ref is not None and body.deadline is not None
+    return relay.SignedLeg(body.exchange_ref or "", body.ref, body.deadline, body.signature)
+
+
+def prepare(
+    session: Session, settings: Settings, scope: TenantScope, user_id: uuid.UUID, body: RedeemPrepare
+) -> PreparedRedeem:
+    """What an own wallet signs to redeem the offer: the burn as an exchange leg, or a plain burn."""
+    offer = get_redemption(session, scope, body.redemption_id)
+    user = session.get(User, user_id)
+    assert user is not None
+    if offer.kind == "exchange":
+        prepared, exchange_ref = relay.prepare_exchange(
+            session, settings, scope, user.id, offer.cost_token_id, offer.cost_amount
+        )
+        return PreparedRedeem(**prepared.model_dump(), exchange_ref=exchange_ref)
+    burn = Movement.model_validate(
+        {
+            "type": "burn",
+            "token_id": offer.cost_token_id,
+            "amount": str(offer.cost_amount),
+            "from": user.wallet_address,
+        }
+    )
+    plain = relay.prepare(session, settings, scope, relay.Actor(USER, user.id), burn)
+    return PreparedRedeem(**plain.model_dump(), exchange_ref=None)
 
 
 def _take_stock(session: Session, offer: Redemption) -> None:

@@ -185,7 +185,8 @@ class ExchangePump:
             x.status, x.relayer_tx_id, x.tx_hash = "submitted", record.id, record.tx_hash
             for op in legs[x.id]:
                 op.status, op.tx_hash, op.submitted_at = "submitted", record.tx_hash, record.broadcast_at
-                op.deadline = deadline
+                if op.signed_by != "external":
+                    op.deadline = deadline
                 submitted_ops.append(op)
         session.flush()
         events.notify_changed(session, submitted_ops, "transaction.submitted")
@@ -197,6 +198,11 @@ class ExchangePump:
         xid = bytes.fromhex(x.ref[2:])
         built = []
         for op in (burn, mint):
+            if op.signed_by == "external":  # an own wallet's leg, signed when it was accepted
+                assert op.deadline is not None and op.signature is not None
+                signature = bytes.fromhex(op.signature[2:])
+                built.append(chain_exchange.Leg(op.signer, chain_operation(op), op.deadline, signature))
+                continue
             key = _key(self.runtime, session, op)
             if key is None:
                 return None

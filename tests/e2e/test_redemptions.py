@@ -8,10 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from eth_account import Account
+
 from backend.auth.credentials import AccessClaims, issue_access_token
 from backend.runtime import current
 from tests.e2e.test_relay import Shop, mint, open_shop, settled
-from tests.platform import Platform, bearer, wait_for
+from tests.platform import Platform, bearer, siwe_sign_in, wait_for
 
 
 def user_headers(platform: Platform, shop: Shop, user_id: str) -> dict[str, str]:
@@ -279,3 +281,48 @@ def test_bad_input_is_refused_with_a_code_and_no_effect(embedded_platform: Platf
     assert redeem(platform, headers, coffee["id"]).status_code == 202
     shrink = client.patch(f"/v1/redemptions/{coffee['id']}", json={"stock": 0}, headers=admin)
     assert (shrink.status_code, shrink.json()["error"]["code"]) == (409, "stock_below_taken")
+
+
+def test_an_own_wallet_user_signs_the_prepared_burn_leg(embedded_platform: Platform) -> None:
+    platform = embedded_platform
+    client = platform.client
+    shop = open_shop(platform, "Own")
+    wallet = Account.create()
+    pair = siwe_sign_in(platform, shop.tenant, wallet).json()
+    headers = bearer(pair["accessToken"])
+    assert settled(platform, shop.key, mint(platform, shop, wallet.address, "100")["id"])["status"] == "mined"
+    coffee = offer(platform, shop, stock=2)
+    unsigned = redeem(platform, headers, coffee["id"])
+    assert (unsigned.status_code, unsigned.json()["error"]["code"]) == (422, "signature_required")
+    prepared = client.post(
+        "/v1/redemptions/redeems/prepare", json={"redemptionId": coffee["id"]}, headers=headers
+    )
+    assert prepared.status_code == 200, prepared.text
+    leg = prepared.json()
+    assert leg["typedData"]["primaryType"] == "ExchangeLeg" and leg["signer"] == wallet.address
+    signature = Account.sign_typed_data(wallet.key, full_message=leg["typedData"]).signature.hex()
+    body = {
+        "redemptionId": coffee["id"],
+        "ref": leg["ref"],
+        "deadline": str(leg["deadline"]),
+        "exchangeRef": leg["exchangeRef"],
+    }
+    # Someone else's signature over the same leg is refused, and takes nothing.
+    forged = Account.sign_typed_data(Account.create().key, full_message=leg["typedData"]).signature.hex()
+    answer = client.post(
+        "/v1/redemptions/redeems", json={**body, "signature": "0x" + forged}, headers=headers
+    )
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, "invalid_signature")
+    answer = client.post(
+        "/v1/redemptions/redeems", json={**body, "signature": "0x" + signature}, headers=headers
+    )
+    assert answer.status_code == 202, answer.text
+    done = finished(platform, headers, answer.json()["id"])
+    assert done["status"] == "COMPLETED", done
+    assert shop.credit.functions.balanceOf(wallet.address).call() == 70
+    assert shop.rewards.functions.balanceOf(wallet.address, reward_chain_id(platform, shop)).call() == 1
+    again = client.post(
+        "/v1/redemptions/redeems", json={**body, "signature": "0x" + signature}, headers=headers
+    )
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "ref_used")
+    assert client.get(f"/v1/redemptions/{coffee['id']}", headers=headers).json()["stockRemaining"] == 1
