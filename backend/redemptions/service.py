@@ -242,20 +242,28 @@ def _take_stock(session: Session, offer: Redemption) -> None:
 
 
 def available(session: Session, settings: Settings, token: TokenType, address: str) -> int:
-    """What `address` can spend of `token`: the mirror's balance where the indexer runs, else the
-    relay's own accounting of settled operations; less what is on its way out. The chain stays the
-    judge: a burn the balance cannot cover fails there, and the redeem with it."""
+    """What `address` can spend of `token`: the mirror's balance where the indexer runs and has reached
+    the address's last settled operation, else the relay's own accounting of settled operations; less
+    what is on its way out. The chain stays the judge: a burn the balance cannot cover fails there, and
+    the redeem with it."""
     network = settings.network_for(token.environment)
     ours = select(func.coalesce(func.sum(Operation.amount), 0)).where(Operation.token_type_id == token.id)
+    settled = Operation.status.in_(SETTLED)
     leaving: tuple[str, ...] = ("queued", "submitted")
-    mirrored = network is not None and reads.cursor(session, network) is not None
-    if mirrored and network is not None and token.contract_address is not None:
+    cursor = reads.cursor(session, network) if network is not None else None
+    last = session.scalar(
+        select(func.max(Operation.block_number)).where(
+            Operation.token_type_id == token.id,
+            (Operation.from_address == address) | (Operation.to_address == address),
+            settled,
+        )
+    )
+    if network is not None and cursor is not None and cursor.block_number >= (last or 0):
+        assert token.contract_address is not None
         held = reads.balances(session, network, address, [token.contract_address]).balances
         balance = sum(h.amount for h in held if h.token_id == (token.chain_token_id or 0))
     else:
-        balance = int(
-            session.scalar(ours.where(Operation.to_address == address, Operation.status.in_(SETTLED))) or 0
-        )
+        balance = int(session.scalar(ours.where(Operation.to_address == address, settled)) or 0)
         leaving += SETTLED
     out = session.scalar(ours.where(Operation.from_address == address, Operation.status.in_(leaving)))
     return balance - int(out or 0)
