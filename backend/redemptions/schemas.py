@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from backend.kit.api import Input, Schema
 from backend.kit.types import Uint256Out
@@ -36,8 +36,8 @@ class RedemptionCreate(Input):
     )
     stock: Stock | None = Field(default=None, description="How many redeems there are; none: unlimited")
     per_user_limit: Count | None = None
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
     active: bool = True
 
 
@@ -46,8 +46,8 @@ class RedemptionUpdate(Input):
     description: Description | None = None
     stock: Stock | None = Field(default=None, description="A new total; what was taken stays taken")
     per_user_limit: Count | None = None
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
     active: bool | None = None
 
 

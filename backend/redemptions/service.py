@@ -99,6 +99,8 @@ def update_redemption(
     offer = get_redemption(session, scope, redemption_id)
     session.refresh(offer, with_for_update=True)  # against redeems taking stock meanwhile
     changes = body.model_dump(exclude_unset=True)
+    if any(changes.get(name, "") is None for name in ("name", "active")):
+        raise Refused("`name` and `active` cannot be null", code="invalid_value")
     if "stock" in changes:
         taken = (offer.stock or 0) - (offer.stock_remaining or 0)
         new = changes.pop("stock")

@@ -180,6 +180,9 @@ def test_a_failed_exchange_moves_nothing_and_gives_its_stock_back(embedded_platf
         lambda answer: answer.status_code == 202,
         "the signer's role on the new token",
     )
+    admin = shop.tenant.admin_headers
+    hook = {"url": "http://127.0.0.1:9/hooks", "eventTypes": ["redeem.completed", "redeem.failed"]}
+    webhook = platform.client.post("/v1/webhooks", json=hook, headers=admin).json()
     user = member(platform, shop, 100)
     headers = user_headers(platform, shop, user["id"])
     deal = offer(platform, shop, rewardTokenId=capped["id"], rewardAmount="6", costAmount="5", stock=2)
@@ -188,11 +191,12 @@ def test_a_failed_exchange_moves_nothing_and_gives_its_stock_back(embedded_platf
     second = finished(platform, headers, redeem(platform, headers, deal["id"]).json()["id"])
     assert (second["status"], second["errorCode"]) == ("FAILED", "cap_exceeded"), second
     assert shop.credit.functions.balanceOf(user["walletAddress"]).call() == 95  # the second burn undone
-    admin = shop.tenant.admin_headers
     burn = platform.client.get(f"/v1/transactions/{second['burnOperationId']}", headers=admin).json()
     assert (burn["status"], burn["errorCode"]) == ("failed", "cap_exceeded")
     stock = platform.client.get(f"/v1/redemptions/{deal['id']}", headers=admin).json()
     assert stock["stockRemaining"] == 1
+    log = platform.client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=admin).json()["data"]
+    assert sorted(d["eventType"] for d in log) == ["redeem.completed", "redeem.failed"]
 
 
 def test_a_catalog_redeem_is_burnt_then_fulfilled_by_its_partner(embedded_platform: Platform) -> None:
