@@ -31,7 +31,7 @@ from backend.chain.deploy import FACTORY, ROUTER
 from backend.kit import jobs
 from backend.kit.db import utcnow
 from backend.relay import events
-from backend.relay.lanes import broadcast, open_lanes
+from backend.relay.lanes import broadcast, lane_lease, open_lanes
 from backend.relay.models import Exchange, Lane, Operation, RelayerTransaction
 from backend.relay.service import chain_operation, domain_of
 from backend.runtime import Runtime
@@ -86,7 +86,7 @@ class ExchangePump:
 
     def send(self, network: str) -> bool:
         chain, accounts, router = self._chain(network)
-        with jobs.committed(self.runtime.sessions) as session:
+        with lane_lease(self.runtime.engine), jobs.committed(self.runtime.sessions) as session:
             lane = session.scalar(
                 select(Lane)
                 .where(Lane.network == network, Lane.address.in_(list(accounts)))

@@ -55,7 +55,7 @@ from backend.kit.db import utcnow
 from backend.ops import metrics
 from backend.relay import events
 from backend.relay.encoding import EncodedGroup, as_bytes, as_int, encode_operation, execute_data, field
-from backend.relay.lanes import broadcast, open_lanes
+from backend.relay.lanes import broadcast, lane_lease, open_lanes
 from backend.relay.models import Lane, Operation, RelayerTransaction
 from backend.relay.recovery import consumed, recover
 from backend.relay.service import domain_of
@@ -183,7 +183,7 @@ class Pump:
 
     def pump(self, network: str, contract: str) -> bool:
         chain, accounts = self.chain(network)
-        with jobs.committed(self.runtime.sessions) as session:
+        with lane_lease(self.runtime.engine), jobs.committed(self.runtime.sessions) as session:
             lane = session.scalar(
                 select(Lane)
                 .where(Lane.network == network, Lane.address.in_(list(accounts)))

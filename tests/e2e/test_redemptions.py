@@ -285,6 +285,12 @@ def test_bad_input_is_refused_with_a_code_and_no_effect(embedded_platform: Platf
     assert redeem(platform, headers, coffee["id"]).status_code == 202
     shrink = client.patch(f"/v1/redemptions/{coffee['id']}", json={"stock": 0}, headers=admin)
     assert (shrink.status_code, shrink.json()["error"]["code"]) == (409, "stock_below_taken")
+    # Holding the status opens the gated offer.
+    gold = {"type": "mint", "tokenId": level["id"], "userId": user["id"], "amount": "1"}
+    granted = client.post("/v1/transactions", json=gold, headers=shop.key).json()
+    assert settled(platform, shop.key, granted["id"])["status"] == "mined"
+    cheap = offer(platform, shop, requiredStatusTokenId=level["id"], costAmount="5")
+    assert redeem(platform, headers, cheap["id"]).status_code == 202
 
 
 def test_an_own_wallet_user_signs_the_prepared_burn_leg(embedded_platform: Platform) -> None:
