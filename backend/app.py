@@ -31,6 +31,7 @@ from backend.kit.errors import PersError
 from backend.kit.types import FIELD_CODES
 from backend.ops import indexing, metrics
 from backend.ops.router import router as ops_router
+from backend.redemptions.router import router as redemptions_router
 from backend.relay.router import router as transactions_router
 from backend.runtime import Runtime
 from backend.tenants.router import router as tenants_router
@@ -50,6 +51,7 @@ ROUTERS = (
     balances_router,
     ops_router,
     transactions_router,
+    redemptions_router,
     webhooks_router,
     audit_router,
     campaigns_router,

@@ -373,7 +373,8 @@ def worker() -> None:
     import threading
 
     from backend.ops.metrics import Exposition
-    from backend.relay import pump
+    from backend.redemptions import tasks as redemptions
+    from backend.relay import exchanges, pump
     from backend.worker import celery_app, start_sweeper
 
     settings = _production_settings("PERS_MASTER_KEY")
@@ -382,6 +383,8 @@ def worker() -> None:
     stop = threading.Event()
     start_sweeper(stop)
     pump.start(runtime, stop)
+    exchanges.start(runtime, stop)
+    redemptions.start(runtime, stop)
     try:
         celery_app.worker_main(
             ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle"]

@@ -16,7 +16,8 @@ from backend.campaigns.models import (
 )
 from backend.kit.db import Base
 from backend.kit.outbox import OutboxMessage
-from backend.relay.models import Lane, Operation, RelayerTransaction, RelayRequest
+from backend.redemptions.models import Redeem, Redemption
+from backend.relay.models import Exchange, Lane, Operation, RelayerTransaction, RelayRequest
 from backend.tenants.models import Tenant, TenantEnvironment
 from backend.tokens.models import TokenType
 from backend.users.models import User, UserLink
@@ -38,10 +39,13 @@ __all__ = [
     "Cursor",
     "Engagement",
     "Event",
+    "Exchange",
     "Holding",
     "Lane",
     "Operation",
     "OutboxMessage",
+    "Redeem",
+    "Redemption",
     "RefreshToken",
     "RelayRequest",
     "RelayerTransaction",

@@ -99,7 +99,8 @@ def start_sweeper(stop: threading.Event) -> threading.Thread:
 def start_in_process(stop: threading.Event) -> list[threading.Thread]:
     """A worker thread consuming the in-memory broker, the sweeper and the relay's pump (the `pers up`
     mode)."""
-    from backend.relay import pump
+    from backend.redemptions import tasks as redemptions
+    from backend.relay import exchanges, pump
 
     worker = celery_app.WorkController(
         pool_cls="solo",
@@ -118,4 +119,12 @@ def start_in_process(stop: threading.Event) -> list[threading.Thread]:
 
     waiter = threading.Thread(target=stopper, daemon=True)
     waiter.start()
-    return [thread, waiter, start_sweeper(stop), pump.start(runtime_module.current(), stop)]
+    runtime = runtime_module.current()
+    return [
+        thread,
+        waiter,
+        start_sweeper(stop),
+        pump.start(runtime, stop),
+        exchanges.start(runtime, stop),
+        redemptions.start(runtime, stop),
+    ]

@@ -8,11 +8,13 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 
-from backend.chain import operations, typed_data
+from backend.chain import exchange, operations, typed_data
 from backend.chain.client import Chain, dev_account
 from backend.chain.deploy import (
+    ROUTER,
     ContractKind,
     CreditSpec,
+    TokenKind,
     create_tenant_contracts,
     deploy_platform,
     tenant_key,
@@ -68,7 +70,8 @@ def run(chain: Chain) -> dict[str, Any]:
     sender = _Signer(holders[0], signer.domain, deadline)
     transfer = execute([sender.group([(holders[0].address, holders[1].address, 5)])])
 
-    full = _full_deployment(chain, admin, minter, credit_spec)
+    exchanges = _exchanges(chain, platform.contracts[ROUTER], created, admin, minter, holders, deadline)
+    full = _full_deployment(chain, admin, minter, credit_spec, platform.contracts[ROUTER])
     clones = int(onboarding["gasUsed"])
     return {
         "network": chain.network.name,
@@ -76,6 +79,8 @@ def run(chain: Chain) -> dict[str, Any]:
         "mint_batch100_per_op": batch // BATCH,
         "mint_batch100_separately_signed_per_op": separately_signed // BATCH,
         "transfer_signed": transfer,
+        "exchange_single": exchanges[0],
+        "exchange_batch10_per_exchange": exchanges[1] // 10,
         "onboarding_clones": clones,
         "onboarding_full": full,
         "ratios": {
@@ -85,7 +90,45 @@ def run(chain: Chain) -> dict[str, Any]:
     }
 
 
-def _full_deployment(chain: Chain, admin: LocalAccount, minter: LocalAccount, spec: CreditSpec) -> int:
+def _exchanges(
+    chain: Chain,
+    router: str,
+    created: dict[ContractKind, list[Any]],
+    admin: LocalAccount,
+    minter: LocalAccount,
+    holders: list[LocalAccount],
+    deadline: int,
+) -> tuple[int, int]:
+    """Gas of one exchange alone (a holder's credits for a new reward id), and of a batch of 10."""
+    credit, rewards = created[ContractKind.CREDIT][0], created[ContractKind.REWARDS][0]
+    registry = chain.contract("RewardsToken", rewards)
+    chain.send(
+        {"to": rewards, "data": HexStr(registry.encode_abi("registerId", args=[7, TokenKind.REWARD]))}, admin
+    )
+    credit_domain = operations.domain(chain, TokenStandard.CREDIT, credit)
+    rewards_domain = operations.domain(chain, TokenStandard.REWARDS, rewards)
+    sequence = iter(range(1, 1_000))
+
+    def one(holder: LocalAccount) -> exchange.Exchange:
+        xid = typed_data.make_ref(0xE8C4, next(sequence))
+        burn = Operation(holder.address, ZERO_ADDRESS, 10, typed_data.make_ref(0xB0, next(sequence)))
+        mint = Operation(ZERO_ADDRESS, holder.address, 1, typed_data.make_ref(0xB1, next(sequence)), 7)
+        return exchange.Exchange(
+            xid,
+            credit,
+            exchange.signed_leg(credit_domain, holder.address, holder.key, burn, deadline, xid),
+            rewards,
+            exchange.signed_leg(rewards_domain, minter.address, minter.key, mint, deadline, xid),
+        )
+
+    single = exchange.send(chain, router, [one(holders[0])])
+    batch = exchange.send(chain, router, [one(h) for h in holders[1:11]])
+    return int(single["gasUsed"]), int(batch["gasUsed"])
+
+
+def _full_deployment(
+    chain: Chain, admin: LocalAccount, minter: LocalAccount, spec: CreditSpec, router: str
+) -> int:
     """The same two contracts deployed in full and initialised as the factory does for a clone."""
     total = 0
     for name, args in (
@@ -95,7 +138,7 @@ def _full_deployment(chain: Chain, admin: LocalAccount, minter: LocalAccount, sp
         ),
         ("RewardsToken", [_URI, admin.address, [minter.address]]),
     ):
-        address, deployed = chain.deploy(name)
+        address, deployed = chain.deploy(name, router)
         contract = chain.contract(name, address)
         initialised = chain.send(
             {"to": address, "data": HexStr(contract.encode_abi("initialize", args=args))}

@@ -143,8 +143,14 @@ class Chain:
         if balance < minimum_wei:
             self.send({"to": Web3.to_checksum_address(address), "value": Wei(2 * minimum_wei - balance)})
 
-    def deploy(self, name: str) -> tuple[ChecksumAddress, TxReceipt]:
-        receipt = self.send({"data": HexStr(artifact(name)["bytecode"])})
+    def deploy(self, name: str, *args: Any) -> tuple[ChecksumAddress, TxReceipt]:
+        """Deploys the built contract `name` with constructor arguments `args`."""
+        built = artifact(name)
+        inputs: list[dict[str, Any]] = next(
+            (e["inputs"] for e in built["abi"] if e["type"] == "constructor"), []
+        )
+        encoded = self.w3.codec.encode([i["type"] for i in inputs], list(args)).hex()
+        receipt = self.send({"data": HexStr(built["bytecode"] + encoded)})
         address = receipt["contractAddress"]
         if address is None:
             raise ChainError(f"deploying {name} created no contract")

@@ -15,6 +15,9 @@ from backend.chain.client import Chain
 from backend.kit.errors import ChainError, ConfigError
 
 FACTORY = "TokenFactory"
+ROUTER = "ExchangeRouter"
+# What a deployment record names; a record missing one (made before it existed) is deployed afresh.
+PLATFORM_CONTRACTS = (FACTORY, "CreditTokenImplementation", "RewardsTokenImplementation", ROUTER)
 
 
 class ContractKind(IntEnum):
@@ -43,14 +46,15 @@ class PlatformDeployment:
 
 
 def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeployment:
-    """Deploys the factory (which deploys and locks the token implementations) unless the record
-    names contracts that still have code on this chain, and registers the chain's relayer with it;
-    nothing is sent when both are already so."""
+    """Deploys the factory (which deploys and locks the token implementations and deploys the exchange
+    router) unless the record names every platform contract and they still have code on this chain,
+    and registers the chain's relayer with it; nothing is sent when both are already so."""
     record = record or chain.network.deployments
     existing = _read_record(record)
     if (
         existing
         and existing.get("chainId") == chain.chain_id
+        and set(PLATFORM_CONTRACTS) <= set(existing["contracts"])
         and all(chain.has_code(a) for a in existing["contracts"].values())
     ):
         register_relayer(chain, existing["contracts"][FACTORY], chain.relayer.address)
@@ -64,6 +68,7 @@ def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeploym
         FACTORY: factory_address,
         "CreditTokenImplementation": factory.functions.creditImplementation().call(),
         "RewardsTokenImplementation": factory.functions.rewardsImplementation().call(),
+        ROUTER: factory.functions.exchangeRouter().call(),
     }
     deployment = PlatformDeployment(chain.network.name, chain.chain_id, contracts, deployed_now=True)
     record.parent.mkdir(parents=True, exist_ok=True)

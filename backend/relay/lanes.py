@@ -7,6 +7,8 @@ none is lost, however many `pers worker` processes run on however many machines.
 
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import structlog
@@ -14,6 +16,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from web3.types import TxParams
@@ -99,6 +102,21 @@ class LaneNonces:
             lane.next_nonce += 1
         broadcast(chain, bytes(signed.raw_transaction))
         return signed.hash
+
+
+# SQLite has no row locks and serves one process: there, the process's pumps (operations, exchanges)
+# take a lane and its nonce one at a time.
+_sqlite_lease = threading.Lock()
+
+
+@contextmanager
+def lane_lease(engine: Engine) -> Iterator[None]:
+    """Held around a pump's unit of work that locks a lane, takes its nonce and commits."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _sqlite_lease:
+        yield
 
 
 def broadcast(chain: Chain, raw: bytes) -> None:

@@ -53,6 +53,28 @@ class Operation(Timestamped, Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relay_requests.id"), index=True)
+    # A leg of an atomic exchange (`Exchange`): sent by the exchange pump, never by the token pump.
+    exchange_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("exchanges.id"), index=True)
+
+
+class Exchange(Timestamped, Base):
+    """A composite `redeem`: two operation rows (the cost burn and the reward mint, `exchange_id`
+    pointing here) that the network's `ExchangeRouter` executes together or not at all (docs/adr/0002).
+    Its transaction is a `RelayerTransaction` to the router; the legs take the exchange's outcome."""
+
+    __tablename__ = "exchanges"
+    __table_args__ = (Index("ix_exchanges_queue", "status", "network", "created_at"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment: Mapped[str] = mapped_column(String(8))
+    network: Mapped[str] = mapped_column(String(64))
+    ref: Mapped[str] = mapped_column(String(66), unique=True)  # the exchange id signed into both legs
+    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued | submitted | mined | failed
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    relayer_tx_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relayer_transactions.id"))
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class RelayRequest(Timestamped, Base):

@@ -55,7 +55,7 @@ from backend.kit.db import utcnow
 from backend.ops import metrics
 from backend.relay import events
 from backend.relay.encoding import EncodedGroup, as_bytes, as_int, encode_operation, execute_data, field
-from backend.relay.lanes import broadcast, open_lanes
+from backend.relay.lanes import broadcast, lane_lease, open_lanes
 from backend.relay.models import Lane, Operation, RelayerTransaction
 from backend.relay.recovery import consumed, recover
 from backend.relay.service import domain_of
@@ -165,7 +165,7 @@ class Pump:
         with self.runtime.sessions() as session:
             queues = session.execute(
                 select(Operation.network, Operation.contract_address)
-                .where(Operation.status == "queued")
+                .where(Operation.status == "queued", Operation.exchange_id.is_(None))
                 .distinct()
             ).all()
         sent = any([self.pump(network, contract) for network, contract in queues])
@@ -183,7 +183,7 @@ class Pump:
 
     def pump(self, network: str, contract: str) -> bool:
         chain, accounts = self.chain(network)
-        with jobs.committed(self.runtime.sessions) as session:
+        with lane_lease(self.runtime.engine), jobs.committed(self.runtime.sessions) as session:
             lane = session.scalar(
                 select(Lane)
                 .where(Lane.network == network, Lane.address.in_(list(accounts)))
@@ -199,6 +199,7 @@ class Pump:
                     Operation.status == "queued",
                     Operation.network == network,
                     Operation.contract_address == contract,
+                    Operation.exchange_id.is_(None),  # exchange legs go through `exchanges`
                 )
                 .order_by(Operation.created_at, Operation.id)
                 .limit(self.runtime.settings.relay_max_ops_per_tx)

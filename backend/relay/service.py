@@ -6,19 +6,21 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from eth_utils.address import to_checksum_address
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import ADMIN, BUSINESS, USER, TenantScope
 from backend.businesses.models import Business
-from backend.chain.typed_data import ZERO_ADDRESS, Domain, TokenStandard, typed_data, verify
+from backend.chain.exchange import leg_digest, leg_typed_data
+from backend.chain.typed_data import ZERO_ADDRESS, Domain, TokenStandard, recover, typed_data, verify
 from backend.chain.typed_data import Operation as ChainOperation
 from backend.kit.cache import Expiring
 from backend.kit.db import utcnow
 from backend.kit.errors import Conflict, NotFound, PersError
 from backend.relay import events
-from backend.relay.models import Operation
+from backend.relay.models import Exchange, Operation
 from backend.relay.refs import new_ref
 from backend.relay.schemas import Movement, Prepared, TransactionCreate
 from backend.settings import Settings
@@ -347,11 +349,7 @@ def _take_signature(context: _Context, token: TokenType, op: Operation, body: Tr
     (mint). Checked here as the contract will check it."""
     if body.ref is None or body.deadline is None or body.signature is None:
         raise Refused("a signed operation carries `ref`, `deadline` and `signature`", code="missing_field")
-    now = int(time.time())
-    if body.deadline <= now:
-        raise Refused("the signed group's deadline has passed", code="deadline_expired")
-    if body.deadline > now + MAX_DEADLINE_AHEAD:
-        raise Refused("the deadline is too far ahead", code="invalid_deadline")
+    _check_deadline(body.deadline)
     if op.type == "mint":
         if context.actor.kind != BUSINESS or context.actor.subject_id is None:
             raise PersError("only a business mints with its own signature", code="forbidden", status=403)
@@ -368,6 +366,14 @@ def _take_signature(context: _Context, token: TokenType, op: Operation, body: Tr
     signature = bytes.fromhex(body.signature[2:])
     if not verify(domain_of(context.settings, token), signer, group, body.deadline, signature):
         raise Refused("the signature is not the signer's over this operation", code="invalid_signature")
+
+
+def _check_deadline(deadline: int) -> None:
+    now = int(time.time())
+    if deadline <= now:
+        raise Refused("the signed group's deadline has passed", code="deadline_expired")
+    if deadline > now + MAX_DEADLINE_AHEAD:
+        raise Refused("the deadline is too far ahead", code="invalid_deadline")
 
 
 def prepare(
@@ -391,3 +397,109 @@ def prepare(
     deadline = int(time.time()) + PREPARED_LIFETIME
     document = typed_data(domain_of(settings, token), signer, [chain_operation(op)], deadline)
     return Prepared(typed_data=document, signer=signer, ref=op.ref, deadline=deadline)
+
+
+@dataclass(frozen=True)
+class SignedLeg:
+    """An own wallet's burn leg, signed over the typed data `prepare_exchange` answered."""
+
+    exchange_ref: str
+    ref: str
+    deadline: int
+    signature: str
+
+
+@dataclass(frozen=True)
+class ExchangeLegs:
+    exchange: Exchange
+    burn: Operation
+    mint: Operation
+
+
+def submit_exchange(
+    session: Session,
+    settings: Settings,
+    scope: TenantScope,
+    *,
+    user_id: uuid.UUID,
+    cost_token_id: uuid.UUID,
+    cost_amount: int,
+    business_id: uuid.UUID,
+    reward_token_id: uuid.UUID,
+    reward_amount: int,
+    signed: SignedLeg | None = None,
+) -> ExchangeLegs:
+    """A composite `redeem`, queued in the caller's transaction: the user's burn (signed with a managed
+    wallet's sealed key, or by the user's own wallet over `prepare_exchange`'s typed data) and the
+    business's mint to them (its custodial signer), as two operation rows of one exchange that the
+    router runs together or not at all (docs/adr/0002)."""
+    burn_context = _Context(session, settings, scope, Actor(USER, user_id))
+    cost = _active(burn_context.token(cost_token_id))
+    burn_body = TransactionCreate.model_validate(
+        {"type": "burn", "token_id": cost_token_id, "amount": str(cost_amount)}
+    )
+    burn = _draft(burn_context, cost, burn_body)
+    if signed is None:
+        _platform_signer(burn_context, burn, burn_body)
+    else:
+        _take_leg(burn_context, cost, burn, signed)
+    mint_context = _Context(session, settings, scope, Actor(BUSINESS, business_id))
+    reward = _active(mint_context.token(reward_token_id))
+    mint_body = TransactionCreate.model_validate(
+        {"type": "mint", "token_id": reward_token_id, "amount": str(reward_amount), "user_id": user_id}
+    )
+    mint = _draft(mint_context, reward, mint_body)
+    _platform_signer(mint_context, mint, mint_body)
+    if burn.network != mint.network:
+        raise Refused("the cost and the reward are on different networks", code="invalid_value")
+    exchange = Exchange(
+        id=uuid.uuid4(),
+        tenant_id=scope.tenant_id,
+        environment=scope.environment,
+        network=burn.network,
+        ref=signed.exchange_ref if signed is not None else new_ref(),
+        status="queued",
+        created_at=utcnow(),
+    )
+    session.add(exchange)
+    _flush(session)  # an exchange ref submitted before is `ref_used`
+    burn.exchange_id = mint.exchange_id = exchange.id
+    session.add_all([burn, mint])
+    _flush(session)
+    events.wake(session)
+    return ExchangeLegs(exchange, burn, mint)
+
+
+def prepare_exchange(
+    session: Session,
+    settings: Settings,
+    scope: TenantScope,
+    user_id: uuid.UUID,
+    token_id: uuid.UUID,
+    amount: int,
+) -> tuple[Prepared, str]:
+    """The `ExchangeLeg` typed data of a user's burn for a new exchange, and the exchange's ref."""
+    context = _Context(session, settings, scope, Actor(USER, user_id))
+    token = _active(context.token(token_id))
+    wallet = context.user(user_id).wallet_address
+    exchange_ref, ref, deadline = new_ref(), new_ref(), int(time.time()) + PREPARED_LIFETIME
+    op = ChainOperation(wallet, ZERO_ADDRESS, amount, bytes.fromhex(ref[2:]), token.chain_token_id or 0)
+    document = leg_typed_data(
+        domain_of(settings, token), wallet, op, deadline, bytes.fromhex(exchange_ref[2:])
+    )
+    return Prepared(typed_data=document, signer=wallet, ref=ref, deadline=deadline), exchange_ref
+
+
+def _take_leg(context: _Context, token: TokenType, op: Operation, signed: SignedLeg) -> None:
+    """The user's own signature over the burn leg, checked as the token will check it."""
+    _check_deadline(signed.deadline)
+    user = context.user(context.actor.subject_id)  # type: ignore[arg-type]
+    op.from_address, op.sender_user_id = user.wallet_address, user.id
+    op.signer, op.signed_by = user.wallet_address, "external"
+    op.ref, op.deadline, op.signature = signed.ref.lower(), signed.deadline, signed.signature.lower()
+    exchange = bytes.fromhex(signed.exchange_ref[2:])
+    message = leg_digest(
+        domain_of(context.settings, token), op.signer, chain_operation(op), op.deadline, exchange
+    )
+    if recover(message, bytes.fromhex(signed.signature[2:])) != to_checksum_address(op.signer):
+        raise Refused("the signature is not the holder's over this exchange leg", code="invalid_signature")

@@ -112,7 +112,7 @@ def environment(session: Session, tenant_id: uuid.UUID, name: str) -> TenantEnvi
 def redeploy_ephemeral(runtime: "Runtime", network: str) -> None:
     """The embedded EVM starts empty each run. Its clones have CREATE2 addresses, so replaying the
     deployments of every environment and token on it restores the same contracts at the same
-    addresses (balances do not survive a restart: see docs/adr/0002-platform-core.md)."""
+    addresses (balances do not survive a restart: see docs/adr/0003-platform-core.md)."""
     if not runtime.settings.chain_config().network(network).embedded:
         return
     from backend.tokens.models import TokenType

@@ -6,9 +6,8 @@ from pydantic import Field
 
 from backend.kit.api import Input, Schema
 
-# What the relay and the indexer emit now; the others are SPEC's names, accepted for subscription ahead of the
-# features that will emit them, so a receiver can subscribe once.
-EMITTED = (
+# What the platform emits (SPEC.md §5): the relay, the indexer, claims and redemptions.
+EVENT_TYPES = (
     "transaction.submitted",
     "transaction.mined",
     "transaction.confirmed",
@@ -17,12 +16,9 @@ EMITTED = (
     "claim.completed",
     "claim.failed",
     "campaign.budget_exhausted",
-)
-ANNOUNCED = (
     "redeem.completed",
     "redeem.failed",
 )
-EVENT_TYPES = EMITTED + ANNOUNCED
 TEST_EVENT = "webhook.test"  # sent by POST /v1/webhooks/{id}/test only, to that subscription alone
 
 

@@ -19,7 +19,6 @@ from backend.tenants.models import TenantEnvironment
 from backend.webhooks import receivers
 from backend.webhooks.models import Webhook, WebhookDelivery, WebhookEvent
 from backend.webhooks.schemas import (
-    EMITTED,
     EVENT_TYPES,
     TEST_EVENT,
     DeliveryOut,
@@ -126,7 +125,7 @@ def subscribed(session: Session, scope: TenantScope, event_type: str) -> bool:
 def emit(session: Session, scope: TenantScope, event_type: str, data: dict[str, Any]) -> None:
     """Queues `event_type` for every subscription of the scope that wants it, in the caller's transaction.
     Nothing is written when none does (the relay emits at every status change of every operation)."""
-    if event_type not in EMITTED:
+    if event_type not in EVENT_TYPES:
         raise ValueError(f"not an event type the platform emits: {event_type}")
     hooks = [h for h in _subscriptions(session, scope) if event_type in h.event_types]
     if not hooks:

@@ -51,7 +51,7 @@ contract CreditToken is ERC20Pausable, IERC20Permit, Nonces, SignedOperations, I
     error ERC2612ExpiredSignature(uint256 deadline);
     error ERC2612InvalidSigner(address signer, address owner);
 
-    constructor() ERC20("", "") {}
+    constructor(address exchangeRouter) ERC20("", "") SignedOperations(exchangeRouter) {}
 
     function initialize(
         string calldata name_,
@@ -122,7 +122,8 @@ contract CreditToken is ERC20Pausable, IERC20Permit, Nonces, SignedOperations, I
             Failure auth = _authorise(separator, group.signer, structHash, group.deadline, group.signature);
             for (uint256 i; i < group.ops.length; ++i) {
                 Operation calldata op = group.ops[i];
-                Failure failure = auth == Failure.None ? _execute(group.signer, op) : auth;
+                Failure failure =
+                    auth == Failure.None ? _executeOperation(group.signer, op.from, op.to, 0, op.amount, op.ref) : auth;
                 _settle(op.ref, group.signer, failure);
             }
         }
@@ -137,11 +138,15 @@ contract CreditToken is ERC20Pausable, IERC20Permit, Nonces, SignedOperations, I
         return keccak256(abi.encode(OPERATIONS_TYPEHASH, signer, _hashArray(hashes), deadline));
     }
 
-    function _execute(address signer, Operation calldata op) private returns (Failure) {
-        (address from, address to, uint256 amount) = (op.from, op.to, op.amount);
+    /// @dev `id` is 0 for a credit (an exchange leg naming another id is `Invalid`).
+    function _executeOperation(address signer, address from, address to, uint256 id, uint256 amount, bytes32 ref)
+        internal
+        override
+        returns (Failure)
+    {
         if (from == address(0) ? !hasRole(MINTER_ROLE, signer) : from != signer) return Failure.Unauthorized;
-        if (!_consumeRef(signer, op.ref)) return Failure.RefUsed;
-        if (amount == 0 || from == to) return Failure.Invalid;
+        if (!_consumeRef(signer, ref)) return Failure.RefUsed;
+        if (amount == 0 || from == to || id != 0) return Failure.Invalid;
         if (from == address(0)) {
             uint256 cap = _maxSupply == 0 ? UNLIMITED_SUPPLY : _maxSupply;
             if (amount > cap - totalSupply()) return Failure.CapExceeded;

@@ -57,7 +57,7 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
     error StatusLocked(uint256 id);
     error OnlySelf();
 
-    constructor() ERC1155("") {}
+    constructor(address exchangeRouter) ERC1155("") SignedOperations(exchangeRouter) {}
 
     function initialize(string calldata uri_, address admin, address[] calldata minters) external initializer {
         if (bytes(uri_).length != 0) _setURI(uri_);
@@ -103,7 +103,9 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
             Failure auth = _authorise(separator, group.signer, structHash, group.deadline, group.signature);
             for (uint256 i; i < group.ops.length; ++i) {
                 Operation calldata op = group.ops[i];
-                Failure failure = auth == Failure.None ? _execute(group.signer, op) : auth;
+                Failure failure = auth == Failure.None
+                    ? _executeOperation(group.signer, op.from, op.to, op.id, op.amount, op.ref)
+                    : auth;
                 _settle(op.ref, group.signer, failure);
             }
         }
@@ -125,12 +127,15 @@ contract RewardsToken is ERC1155Pausable, SignedOperations, Initializable {
         _updateWithAcceptanceCheck(from, to, _single(id), _single(amount), "");
     }
 
-    function _execute(address signer, Operation calldata op) private returns (Failure) {
-        (address from, address to, uint256 id, uint256 amount) = (op.from, op.to, op.id, op.amount);
+    function _executeOperation(address signer, address from, address to, uint256 id, uint256 amount, bytes32 ref)
+        internal
+        override
+        returns (Failure)
+    {
         Kind kind = kindOf[id];
         bool byTenant = from == address(0) || (to == address(0) && kind == Kind.Status);
         if (byTenant ? !hasRole(MINTER_ROLE, signer) : from != signer) return Failure.Unauthorized;
-        if (!_consumeRef(signer, op.ref)) return Failure.RefUsed;
+        if (!_consumeRef(signer, ref)) return Failure.RefUsed;
         if (amount == 0 || from == to) return Failure.Invalid;
         if (kind == Kind.Unregistered) return Failure.UnknownId;
         if (from != address(0)) {

@@ -15,6 +15,25 @@ interface IRelayerRegistry {
     function isRelayer(address account) external view returns (bool);
 }
 
+/// @notice One leg of an atomic exchange (docs/adr/0002-atomic-exchange.md): a single operation signed
+/// as `ExchangeLeg(…, bytes32 exchange)`, so it executes only inside that exchange, through the router.
+/// `id` is the ERC-1155 token id (0 on an ERC-20).
+struct Leg {
+    address signer;
+    address from;
+    address to;
+    uint256 id;
+    uint256 amount;
+    bytes32 ref;
+    uint256 deadline;
+    bytes signature;
+}
+
+/// @notice The strict entry the exchange router calls on each token of an exchange.
+interface IExchangeLeg {
+    function executeLeg(bytes32 exchange, Leg calldata leg) external;
+}
+
 /// @title Gasless operations authorised by EIP-712 signatures, each executable once.
 /// @notice The platform's relayers submit groups of operations; each group is signed once by its
 /// `signer` (an EOA, or an ERC-1271 contract checked within a fixed gas budget), and the signer is
@@ -23,7 +42,7 @@ interface IRelayerRegistry {
 /// consecutive refs, so a batch's refs share a storage word; a signer may cancel its own refs. A
 /// failing operation emits `OperationFailed` and never reverts the others.
 /// See docs/adr/0001-signed-operations.md.
-abstract contract SignedOperations is AccessControl, Pausable, ReentrancyGuardTransient, IERC5267 {
+abstract contract SignedOperations is AccessControl, Pausable, ReentrancyGuardTransient, IERC5267, IExchangeLeg {
     using BitMaps for BitMaps.BitMap;
 
     bytes32 public constant MINTER_ROLE = keccak256("MINTER_ROLE");
@@ -34,10 +53,15 @@ abstract contract SignedOperations is AccessControl, Pausable, ReentrancyGuardTr
     bytes32 private constant _DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 private constant _VERSION_HASH = keccak256("1");
+    bytes32 public constant LEG_TYPEHASH = keccak256(
+        "ExchangeLeg(address signer,address from,address to,uint256 id,uint256 amount,bytes32 ref,uint256 deadline,bytes32 exchange)"
+    );
 
     /// @dev The factory that deployed the implementation: clones run the implementation's code, so
     /// every tenant contract consults the same registry and one transaction adds a relayer to all.
     IRelayerRegistry private immutable _registry;
+    /// @dev The exchange router the factory deployed with the implementations: the only caller of `executeLeg`.
+    address private immutable _exchangeRouter;
 
     /// @dev `Unauthorized` and `Expired` consume nothing (anyone can provoke them); every other
     /// failure consumes the ref, like a success.
@@ -61,13 +85,17 @@ abstract contract SignedOperations is AccessControl, Pausable, ReentrancyGuardTr
     event RefsCancelled(address indexed signer, uint256 indexed word, uint256 mask);
 
     error NotRelayer(address caller);
+    error NotExchangeRouter(address caller);
+    /// @notice An exchange leg could not execute: the whole exchange reverts, its refs stay unconsumed.
+    error LegFailed(bytes32 ref, Failure reason);
     /// @dev A call was forwarded less gas than promised: the transaction's gas limit was too low.
     error InsufficientGas();
 
     mapping(address signer => BitMaps.BitMap) private _spentRefs;
 
-    constructor() {
+    constructor(address exchangeRouter) {
         _registry = IRelayerRegistry(msg.sender);
+        _exchangeRouter = exchangeRouter;
     }
 
     modifier onlyRelayer() {
@@ -108,6 +136,27 @@ abstract contract SignedOperations is AccessControl, Pausable, ReentrancyGuardTr
     {
         return (hex"0f", _domainName(), "1", block.chainid, address(this), bytes32(0), new uint256[](0));
     }
+
+    /// @notice Executes one leg of exchange `exchange` all or nothing: any failure reverts (`LegFailed`,
+    /// or the pause), so the router's other leg is undone with it. Called by the exchange router only.
+    function executeLeg(bytes32 exchange, Leg calldata leg) external whenNotPaused nonReentrant {
+        if (msg.sender != _exchangeRouter) revert NotExchangeRouter(msg.sender);
+        bytes32 structHash = keccak256(
+            abi.encode(
+                LEG_TYPEHASH, leg.signer, leg.from, leg.to, leg.id, leg.amount, leg.ref, leg.deadline, exchange
+            )
+        );
+        Failure failure = _authorise(DOMAIN_SEPARATOR(), leg.signer, structHash, leg.deadline, leg.signature);
+        if (failure == Failure.None) failure = _executeOperation(leg.signer, leg.from, leg.to, leg.id, leg.amount, leg.ref);
+        if (failure != Failure.None) revert LegFailed(leg.ref, failure);
+        _settle(leg.ref, leg.signer, Failure.None);
+    }
+
+    /// @dev Checks, consumes the ref of, and performs one operation authorised by `signer`.
+    function _executeOperation(address signer, address from, address to, uint256 id, uint256 amount, bytes32 ref)
+        internal
+        virtual
+        returns (Failure);
 
     /// @dev The EIP-712 domain name.
     function _domainName() internal view virtual returns (string memory);

@@ -5,6 +5,7 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
 import {CreditToken} from "./CreditToken.sol";
+import {ExchangeRouter} from "./ExchangeRouter.sol";
 import {RewardsToken} from "./RewardsToken.sol";
 import {IRelayerRegistry} from "./SignedOperations.sol";
 
@@ -15,6 +16,7 @@ import {IRelayerRegistry} from "./SignedOperations.sol";
 /// second one) and nobody else can put a contract of their own at the platform's address.
 /// The factory also keeps the platform's relayer registry: every clone's `execute` accepts only the
 /// relayers registered here by the owner, so one transaction adds or removes a relayer for all tenants.
+/// It deploys the exchange router too: every clone accepts exchange legs from that router only.
 contract TokenFactory is Multicall, Ownable, IRelayerRegistry {
     enum ContractKind {
         Credit,
@@ -23,6 +25,8 @@ contract TokenFactory is Multicall, Ownable, IRelayerRegistry {
 
     CreditToken public immutable creditImplementation;
     RewardsToken public immutable rewardsImplementation;
+    /// @notice The only caller the tokens accept exchange legs from (it checks this registry's relayers).
+    ExchangeRouter public immutable exchangeRouter;
 
     /// @inheritdoc IRelayerRegistry
     mapping(address account => bool) public isRelayer;
@@ -36,9 +40,10 @@ contract TokenFactory is Multicall, Ownable, IRelayerRegistry {
 
     constructor() Ownable(msg.sender) {
         address[] memory none = new address[](0);
-        creditImplementation = new CreditToken();
+        exchangeRouter = new ExchangeRouter();
+        creditImplementation = new CreditToken(address(exchangeRouter));
         creditImplementation.initialize("", "", 0, 0, address(0), none);
-        rewardsImplementation = new RewardsToken();
+        rewardsImplementation = new RewardsToken(address(exchangeRouter));
         rewardsImplementation.initialize("", address(0), none);
     }
 

@@ -89,6 +89,8 @@ class Side:
     claim_ids: list[str] = field(default_factory=list)
     engagement_ids: list[str] = field(default_factory=list)
     qr_payload: str = ""
+    redemption_ids: list[str] = field(default_factory=list)
+    redeem_ids: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)  # session tokens and the API key: never to leak
     auditor_email: str = ""
     auditor_pair: Json = field(default_factory=dict)
@@ -108,6 +110,8 @@ class Side:
             "source_id": self.source_ids,
             "claim_id": self.claim_ids,
             "engagement_id": self.engagement_ids,
+            "redemption_id": self.redemption_ids,
+            "redeem_id": self.redeem_ids,
             "address": [self.wallet.address],
         }
 
@@ -294,6 +298,8 @@ def snapshot(platform: Platform, side: Side) -> Json:
         "apiKeys": {b["id"]: page(f"/v1/businesses/{b['id']}/api-keys") for b in businesses["data"]},
         "users": page("/v1/users"),
         "tokens": page("/v1/tokens"),
+        "redemptions": page("/v1/redemptions"),
+        "redeems": page("/v1/redemptions/redeems"),
         "webhooks": page("/v1/webhooks"),
         "campaigns": page("/v1/campaigns"),
         "campaignTags": get("/v1/campaigns/tags"),
@@ -617,6 +623,45 @@ def users_search(sweep: Sweep, cred: Cred) -> list[Call]:
     ]
 
 
+def catalog_offer(platform: Platform, side: Side) -> str:
+    """A catalog offer of the side's first token (a credit), fulfilled by its business."""
+    body = {
+        "kind": "catalog",
+        "name": "Mug",
+        "businessId": side.business_id,
+        "costTokenId": side.token_ids[0],
+        "costAmount": "1",
+    }
+    offer_id: str = ok(
+        platform.client.post("/v1/redemptions", json=body, headers=side.tenant.admin_headers), 201
+    )["id"]
+    side.redemption_ids.append(offer_id)
+    return offer_id
+
+
+def signed_redeem(platform: Platform, side: Side, offer_id: str) -> Json:
+    """The side's own-wallet user's redeem of `offer_id`: prepared, and signed by its wallet."""
+    body = {"redemptionId": offer_id}
+    prepared = ok(
+        platform.client.post("/v1/redemptions/redeems/prepare", json=body, headers=side.user_headers)
+    )
+    signature = Account.sign_typed_data(side.wallet.key, full_message=prepared["typedData"]).signature
+    return {
+        **body,
+        "ref": prepared["ref"],
+        "deadline": str(prepared["deadline"]),
+        "signature": "0x" + signature.hex(),
+    }
+
+
+def redeem_calls(sweep: Sweep, cred: Cred) -> list[Call]:
+    """A's offer: not found. B's own user redeems B's offer."""
+    calls = [Call(body={"redemptionId": sweep.a.redemption_ids[0]})]
+    if cred.kind == "user" and not cred.mixed:
+        calls.append(Call(body=signed_redeem(sweep.platform, sweep.b, sweep.b.redemption_ids[0])))
+    return calls
+
+
 SAMPLES: dict[RouteKey, Sampler] = {
     ("GET", "/healthz"): one(),
     ("GET", "/readyz"): one(),
@@ -769,6 +814,47 @@ SAMPLES: dict[RouteKey, Sampler] = {
             }
         )
     ],
+    # A's business and tokens named in B's offer: not found; B's own offer is created.
+    ("POST", "/v1/redemptions"): lambda s, c: [
+        Call(
+            body={
+                "kind": "catalog",
+                "name": "Mug",
+                "businessId": s.a.business_id,
+                "costTokenId": s.b.token_ids[0],
+                "costAmount": "1",
+            }
+        ),
+        Call(
+            body={
+                "kind": "catalog",
+                "name": "Mug",
+                "businessId": s.b.business_id,
+                "costTokenId": s.a.token_ids[0],
+                "costAmount": "1",
+            }
+        ),
+        Call(
+            body={
+                "kind": "catalog",
+                "name": "Mug",
+                "businessId": s.b.business_id,
+                "costTokenId": s.b.token_ids[0],
+                "costAmount": "1",
+            }
+        ),
+    ],
+    ("GET", "/v1/redemptions"): one(),
+    ("GET", "/v1/redemptions/{redemption_id}"): one(),
+    ("PATCH", "/v1/redemptions/{redemption_id}"): one({"name": "Hijacked", "active": False}),
+    ("POST", "/v1/redemptions/redeems/prepare"): lambda s, c: [
+        Call(body={"redemptionId": s.a.redemption_ids[0]}),
+        Call(body={"redemptionId": s.b.redemption_ids[0]}),
+    ],
+    ("POST", "/v1/redemptions/redeems"): redeem_calls,
+    ("GET", "/v1/redemptions/redeems"): one(),
+    ("GET", "/v1/redemptions/redeems/me"): one(),
+    ("POST", "/v1/redemptions/redeems/{redeem_id}/fulfil"): one(),
 }
 
 
@@ -823,10 +909,34 @@ def test_no_route_gives_another_tenant_access(platform: Platform) -> None:
         lambda op: op["status"] == "mined",
         "tenant A's mint",
     )
+    # A's member redeems a catalog offer with what it was minted (a burn, mined: a second delivery);
+    # B's member holds B's credits for its own redeems in the sweep.
+    a_redeem = ok(
+        client.post(
+            "/v1/redemptions/redeems",
+            json=signed_redeem(platform, a, catalog_offer(platform, a)),
+            headers=a.user_headers,
+        ),
+        202,
+    )
+    a.redeem_ids.append(a_redeem["id"])
+    funded = {"type": "mint", "tokenId": b.token_ids[0], "to": b.wallet.address, "amount": "1000"}
+    b_mint = ok(client.post("/v1/transactions", json=funded, headers={"X-API-Key": b.api_key}), 202)
+    catalog_offer(platform, b)
+    wait_for(
+        lambda: ok(client.get("/v1/redemptions/redeems/me", headers=a.user_headers))["data"][0],
+        lambda r: r["status"] == "COMPLETED",
+        "tenant A's redeem",
+    )
+    wait_for(
+        lambda: ok(client.get(f"/v1/transactions/{b_mint['id']}", headers={"X-API-Key": b.api_key})),
+        lambda op: op["status"] == "mined",
+        "tenant B's mint",
+    )
     wait_for(
         lambda: ok(client.get(f"/v1/webhooks/{a.webhook_ids[0]}/deliveries", headers=a.tenant.admin_headers)),
-        lambda log: len(log["data"]) == 2,
-        "tenant A's transaction.mined delivery",
+        lambda log: len(log["data"]) == 3,
+        "tenant A's transaction.mined deliveries",
     )
     open_campaign(platform, a)
     open_campaign(platform, b)
@@ -841,7 +951,7 @@ def test_no_route_gives_another_tenant_access(platform: Platform) -> None:
     )
     wait_for(
         lambda: ok(client.get(f"/v1/webhooks/{a.webhook_ids[0]}/deliveries", headers=a.tenant.admin_headers)),
-        lambda log: len(log["data"]) == 3,
+        lambda log: len(log["data"]) == 4,
         "tenant A's claim's transaction.mined delivery",
     )
     before = snapshot(platform, a)
