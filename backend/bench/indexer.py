@@ -25,7 +25,7 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from web3 import Web3
 
-from backend.bench.relay import _anvil, _wait
+from backend.bench.processes import anvil, wait
 from backend.chain import operations, typed_data
 from backend.chain.artifacts import abi
 from backend.chain.client import Chain, connect, dev_account
@@ -53,7 +53,7 @@ DECODE_SAMPLE = 5000
 
 def run(events: int, database_url: str) -> dict[str, Any]:
     with ExitStack() as stack:
-        rpc_url, _ = stack.enter_context(_anvil())
+        rpc_url, _ = stack.enter_context(anvil())
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pers-bench-indexer-")))
         settings = Settings(data_dir=data, rpc_url=rpc_url, relayer_key=None, master_key=None)
         chain = connect(settings, "local", rpc_url)
@@ -219,7 +219,7 @@ def _index(rpc_url: str, database_url: str, data: Path, head: int) -> dict[str, 
     threading.Thread(target=read, daemon=True).start()
     dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
     try:
-        _wait(started.is_set, "the indexer's start:\n" + "".join(output[-20:]), 120)
+        wait(started.is_set, "the indexer's start:\n" + "".join(output[-20:]), 120)
         began = time.monotonic()
         with psycopg.connect(dsn, autocommit=True) as connection:
 
@@ -227,7 +227,7 @@ def _index(rpc_url: str, database_url: str, data: Path, head: int) -> dict[str, 
                 row = connection.execute("SELECT block_number FROM mirror_cursors").fetchone()
                 return row is not None and row[0] >= head
 
-            _wait(done, "the indexer to reach the head", 3600)
+            wait(done, "the indexer to reach the head", 3600)
             seconds = time.monotonic() - began
             count = connection.execute("SELECT count(*) FROM mirror_events").fetchone()
         status = Path(f"/proc/{proc.pid}/status").read_text()
