@@ -10,6 +10,10 @@ answer is retried after a backoff, then the range halved; a single block is retr
 Nothing is skipped. A set `halt` makes a retrying worker give up (`Stopped`)."""
 
 import itertools
+import os
+import stat
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -161,9 +165,26 @@ _worker: Worker | None = None  # a worker process's own
 
 
 def start_process(context: Context, url: str, timeout: float, halt: Halt) -> None:
-    """A worker process's initializer: its own connections to the node."""
+    """A forked worker process's initializer: it lets go of the sockets it inherited (the leader's
+    database connections: the leader's lock must end with the leader), leaves when the leader is gone,
+    and opens its own connections to the node."""
     global _worker
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                os.dup2(devnull, int(name))  # the number stays taken: no object of the parent's reuses it
+        except OSError:  # the listing's own descriptor, closed since
+            pass
+    parent = os.getppid()
+    threading.Thread(target=_leave_with, args=(parent,), daemon=True).start()
     _worker = Worker(context, HttpRpc(url, timeout), halt)
+
+
+def _leave_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
 
 
 def in_process(method: str, *args: Any) -> Any:

@@ -11,11 +11,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from web3 import Web3
 
 from backend.kit.errors import PersError
 from backend.settings import PROJECT_ROOT
 
+# `pers api` settings that lift the rate limits: a bench is one client sending many requests.
+LIMITS = {
+    name: "1000000"
+    for name in (
+        "RATE_LIMIT_PER_KEY",
+        "RATE_LIMIT_PER_ADDRESS",
+        "RATE_LIMIT_AUTH_FAILURES",
+        "RATE_LIMIT_SIGNIN_PER_ADDRESS",
+        "SIGNIN_FAILURES_PER_ADDRESS",
+    )
+}
 ANVIL = PROJECT_ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 
 
@@ -70,7 +82,13 @@ def pers_processes(env: dict[str, str], port: int, workers: int, logs: Path) -> 
         for name, command in commands:
             out = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
             procs.append((subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out), out))
-        wait(lambda: reachable(port), "pers api start", 60)
+        try:
+            wait(lambda: reachable(port) or procs[0][0].poll() is not None, "pers api start", 60)
+        finally:
+            if procs[0][0].poll() is not None:
+                raise PersError(
+                    f"bench: pers api exited: {(logs / 'api.log').read_text()[-800:]}", code="bench_failed"
+                )
         yield {name: proc.pid for (name, _), (proc, _) in zip(commands, procs, strict=True)}
     finally:
         for proc, _ in procs:
@@ -86,3 +104,10 @@ def pers_processes(env: dict[str, str], port: int, workers: int, logs: Path) -> 
 def reachable(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def postgres_backends(server_url: str, db_url: str) -> list[int]:
+    """The Postgres server processes serving the bench's database."""
+    query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+    with psycopg.connect(server_url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+        return [row[0] for row in connection.execute(query, (db_url.rsplit("/", 1)[1],))]

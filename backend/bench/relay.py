@@ -24,9 +24,10 @@ from web3 import Web3
 from backend.bench import cpu
 from backend.bench.client import encode, post_all
 from backend.bench.cpu import Meter
+from backend.bench.processes import LIMITS, free_port
 from backend.bench.processes import anvil as _anvil
-from backend.bench.processes import free_port
 from backend.bench.processes import pers_processes as _processes
+from backend.bench.processes import postgres_backends as _backends
 from backend.bench.processes import wait as _wait
 from backend.chain import operations, typed_data
 from backend.chain.client import Chain, connect, dev_account
@@ -47,16 +48,6 @@ from backend.relay.models import Operation as Queued
 from backend.settings import Settings
 
 PASSWORD = "bench password of the relay"
-LIMITS = {
-    name: "1000000"
-    for name in (
-        "RATE_LIMIT_PER_KEY",
-        "RATE_LIMIT_PER_ADDRESS",
-        "RATE_LIMIT_AUTH_FAILURES",
-        "RATE_LIMIT_SIGNIN_PER_ADDRESS",
-        "SIGNIN_FAILURES_PER_ADDRESS",
-    )
-}
 
 
 class _Shop:
@@ -375,15 +366,6 @@ def run(
             "workers": workers,
         },
     }
-
-
-def _backends(server_url: str, db_url: str) -> list[int]:
-    """The Postgres server processes serving the bench's database."""
-    import psycopg
-
-    query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
-    with psycopg.connect(server_url.replace("postgresql+psycopg://", "postgresql://")) as connection:
-        return [row[0] for row in connection.execute(query, (db_url.rsplit("/", 1)[1],))]
 
 
 def _delete_queue(broker: str, queue: str) -> None:
