@@ -312,6 +312,8 @@ def _balance_reads(
         "PERS_DATA_DIR": str(data),
         "PERS_DATABASE_URL": database_url,
         "PERS_BROKER_URL": os.environ.get("PERS_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+        # One API process per core, as in production: their rate limits shared through Redis.
+        "PERS_REDIS_URL": os.environ.get("PERS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
         "PERS_NETWORK": "local",
         "PERS_LOCAL_RPC_URL": rpc_url,
         "PERS_API_WORKERS": os.environ.get("PERS_API_WORKERS") or str(os.cpu_count() or 1),
