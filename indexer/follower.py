@@ -11,6 +11,7 @@ Discovery: the factory's `TenantContractCreated` logs are fetched with the contr
 creator is the platform's deployer adds the new contract, whose logs are then fetched for the rest of
 the chunk (and for chunks already fetched without it) before the chunk is written."""
 
+import gc
 import multiprocessing
 import threading
 from collections import deque
@@ -182,6 +183,7 @@ class Follower:
                 copy = session.get_bind().dialect.name == "postgresql"
             context = Context(self.chain_id, self.factory, self.deployer, copy, self.options.max_backoff)
             if isinstance(self.rpc, HttpRpc):
+                gc.freeze()  # the leader's objects stay out of the collector: their pages stay shared
                 forked = multiprocessing.get_context("fork")
                 self.halt, self.worker = forked.Event(), None
                 timeout = self.rpc.client.timeout.read or 30.0
