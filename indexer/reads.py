@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, or_, select, tuple_
+from sqlalchemy import Select, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from indexer.models import BalanceChange, Cursor, Event, Holding, Supply, TenantContract
@@ -69,19 +69,41 @@ def _chain_id(session: Session, network: str) -> int | None:
     return None if found is None else found.chain_id
 
 
+def _balances_statement(of_contracts: bool) -> Select[int, str, int, int]:
+    """One indexed read (holdings by holder, joined to the network's cursor for its chain and block):
+    a row per non-zero holding, or one row of NULLs beside the block when there is none."""
+    held = and_(
+        Holding.chain_id == Cursor.chain_id,
+        Holding.holder == bindparam("holder"),
+        Holding.amount > 0,
+    )
+    if of_contracts:
+        held = and_(held, Holding.contract.in_(bindparam("contracts", expanding=True)))
+    return (
+        select(Cursor.block_number, Holding.contract, Holding.token_id, Holding.amount)
+        .select_from(Cursor)
+        .outerjoin(Holding, held)
+        .where(Cursor.network == bindparam("network"))
+        .order_by(Holding.contract, Holding.token_id)
+    )
+
+
+_BALANCES = {of_contracts: _balances_statement(of_contracts) for of_contracts in (False, True)}
+
+
 def balances(session: Session, network: str, holder: str, contracts: Iterable[str] | None = None) -> Balances:
     """`holder`'s non-zero balances, of every tenant contract or only of `contracts`."""
     holder = holder.lower()
-    chain_id = _chain_id(session, network)
-    if chain_id is None:
-        return Balances(holder, -1, [])
-    query = select(Holding.contract, Holding.token_id, Holding.amount).where(
-        Holding.chain_id == chain_id, Holding.holder == holder, Holding.amount > 0
-    )
+    parameters: dict[str, Any] = {"network": network, "holder": holder}
     if contracts is not None:
-        query = query.where(Holding.contract.in_([c.lower() for c in contracts]))
-    rows = session.execute(query.order_by(Holding.contract, Holding.token_id)).all()
-    return Balances(holder, as_of_block(session, network), [TokenBalance(*row) for row in rows])
+        parameters["contracts"] = [c.lower() for c in contracts]
+        if not parameters["contracts"]:
+            return Balances(holder, as_of_block(session, network), [])
+    rows = session.execute(_BALANCES[contracts is not None], parameters).all()
+    if not rows:
+        return Balances(holder, -1, [])
+    found = [TokenBalance(contract, token_id, amount) for _, contract, token_id, amount in rows if contract]
+    return Balances(holder, rows[0][0], found)
 
 
 def supply(session: Session, network: str, contract: str, token_id: int = 0) -> TokenSupply:

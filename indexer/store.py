@@ -4,7 +4,9 @@ the chunk starts: a replayed or concurrent chunk changes nothing. Events and bal
 `COPY` on Postgres and multi-row inserts on SQLite.
 
 Holdings and supplies are kept in memory by the leader (the only writer), loaded on first use and
-dropped whenever a transaction fails, so a chunk costs no read of them."""
+dropped whenever a transaction fails, so a chunk costs no read of them. On Postgres the fetch workers
+hand the rows over already encoded as `COPY` text with their summed deltas (`encode`): the leader only
+streams them."""
 
 import json
 from collections import defaultdict
@@ -23,6 +25,41 @@ from indexer.models import BalanceChange, BlockHeader, Cursor, Event, Holding, S
 Key = tuple[str, int, str]  # (contract, token id, holder)
 TokenKey = tuple[str, int]
 LOAD_BATCH = 500
+
+
+@dataclass
+class Encoded:
+    """Decoded rows as `COPY` text (Postgres), with their deltas summed by holding."""
+
+    events: bytes
+    changes: bytes
+    deltas: dict[Key, int]
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def encode(decoded: Decoded) -> Encoded:
+    """`COPY` text of the rows. Their fields are numbers, hex strings and event names, which need no
+    escaping, or None; only an event's `data` (JSON, which may quote any string) is escaped."""
+    events = "".join(
+        "\t".join(["\\N" if v is None else str(v) for v in row[:-1]])
+        + (
+            "\t\\N\n"
+            if row[-1] is None
+            else "\t" + json.dumps(row[-1], separators=(",", ":")).translate(_ESCAPES) + "\n"
+        )
+        for row in decoded.events
+    )
+    changes = "".join("\t".join(map(str, row)) + "\n" for row in decoded.changes)
+    return Encoded(events.encode(), changes.encode(), deltas(decoded))
+
+
+def deltas(decoded: Decoded) -> dict[Key, int]:
+    summed: dict[Key, int] = defaultdict(int)
+    for change in decoded.changes:
+        summed[(change[5], change[6], change[7])] += change[8]
+    return summed
 
 
 class StaleCursor(Exception):
@@ -88,7 +125,7 @@ class Store:
         start: Position,
         end: Header,
         head: int,
-        decoded: Decoded,
+        parts: Sequence[Decoded | Encoded],
         created: Sequence[Created],
         headers: Sequence[Header],
         keep_headers_from: int,
@@ -110,12 +147,15 @@ class Store:
                     for c in created
                 ],
             )
-        self._copy(session, Event, EVENT_COLUMNS, decoded.events)
-        self._copy(session, BalanceChange, CHANGE_COLUMNS, decoded.changes)
-        deltas: dict[Key, int] = defaultdict(int)
-        for change in decoded.changes:
-            deltas[(change[5], change[6], change[7])] += change[8]
-        self._apply(session, deltas)
+        summed: dict[Key, int] = defaultdict(int)
+        for part in parts:
+            if isinstance(part, Decoded) and self._postgres(session):
+                part = encode(part)
+            self._copy(session, Event, EVENT_COLUMNS, part.events)
+            self._copy(session, BalanceChange, CHANGE_COLUMNS, part.changes)
+            for key, delta in (part.deltas if isinstance(part, Encoded) else deltas(part)).items():
+                summed[key] += delta
+        self._apply(session, summed)
         if headers:
             session.execute(
                 insert(BlockHeader),
@@ -196,16 +236,19 @@ class Store:
             update(Cursor).where(Cursor.network == self.network).values(head_number=head, updated_at=utcnow())
         )
 
+    def _postgres(self, session: Session) -> bool:
+        return session.get_bind().dialect.name == "postgresql"
+
     def _copy(
-        self, session: Session, table: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+        self, session: Session, table: Any, columns: Sequence[str], rows: bytes | Sequence[Sequence[Any]]
     ) -> None:
+        """`COPY` of encoded rows on Postgres; a multi-row insert on SQLite."""
         if not rows:
             return
-        if session.bind is not None and session.get_bind().dialect.name == "postgresql":
+        if isinstance(rows, bytes):
             cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy(f"COPY {table.__tablename__} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(_json_last(row) if table is Event else row)
+                copy.write(rows)
             return
         session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 
@@ -268,7 +311,7 @@ class Store:
         columns = [c.name for c in table.__table__.columns]
         keys = [c.name for c in table.__table__.primary_key.columns]
         values = [c for c in columns if c not in keys]
-        if session.get_bind().dialect.name != "postgresql":
+        if not self._postgres(session):
             statement = sqlite.insert(table)
             update = {c: statement.excluded[c] for c in values}
             session.connection().execute(
@@ -285,9 +328,3 @@ class Store:
         assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in values)
         conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {assignments}"
         cursor.execute(f"INSERT INTO {name} SELECT * FROM {stage} {conflict}")
-
-
-def _json_last(row: Sequence[Any]) -> Sequence[Any]:
-    """An event row for COPY: its `data` as JSON text."""
-    data = row[-1]
-    return row if data is None else [*row[:-1], json.dumps(data, separators=(",", ":"))]

@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 load generator for the relay bench: keep-alive connections over asyncio streams,
+"""A lean HTTP/1.1 load generator for the benches: keep-alive connections over asyncio streams,
 requests encoded before the clock starts. It shares the 2 cores with what it measures, and httpx spent
 more CPU per request than the API's whole accept path. Still honest: every answer is read in full,
 its status checked and its operation ids collected."""
@@ -23,6 +23,12 @@ def encode(host: str, port: int, path: str, headers: Mapping[str, str], body: An
         *(f"{name}: {value}" for name, value in headers.items()),
     ]
     return "\r\n".join(lines).encode() + b"\r\n\r\n" + payload
+
+
+def encode_get(host: str, port: int, path: str, headers: Mapping[str, str]) -> bytes:
+    """One `GET`, as sent on the wire."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", *(f"{n}: {v}" for n, v in headers.items())]
+    return "\r\n".join(lines).encode() + b"\r\n\r\n"
 
 
 async def _exchange(
@@ -71,3 +77,28 @@ async def post_all(host: str, port: int, requests: list[bytes], clients: int) ->
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return sent
+
+
+async def get_all(host: str, port: int, requests: list[bytes], clients: int) -> list[float]:
+    """Sends every request (from `encode_get`) over `clients` concurrent connections; each one's
+    latency in seconds. Any answer but 200 ends the run with an error."""
+    latencies: list[float] = []
+    queue = list(reversed(requests))
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while queue:
+                started = time.perf_counter()
+                status, body, close = await _exchange(reader, writer, queue.pop())
+                latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    raise PersError(f"bench: answered {status}: {body[:200]!r}", code="bench_failed")
+                if close:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies

@@ -2,18 +2,25 @@
 tenants' ERC-1155 and ERC-20, batch-minted by the platform, plus wallets' batch transfers) on an
 anvil of its own, indexed by `pers indexer` into a fresh database with balances maintained; against
 the raw pipeline limit (`eth_getLogs` over 100-block ranges, `json.loads`, `COPY` of the same rows,
-nothing else) and web3.py's contract-event decoding, in the same run.
+nothing else) and web3.py's contract-event decoding, in the same run. Then `pers api` on the indexed
+database answers balance reads (`GET /v1/balances/accounts/{address}` with a project key) against its
+bare `/healthz`, driven by the lean load generator.
 
-The indexer runs as its own process: its peak resident memory (VmHWM) and CPU seconds are its own."""
+The indexer runs as its own process with its fetch workers: the memory figure is the peak of their
+summed proportional set size (shared pages counted once), CPU seconds are the whole tree's."""
 
+import asyncio
 import json
+import os
 import re
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -23,9 +30,14 @@ import psycopg
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 from web3 import Web3
 
-from backend.bench.relay import _anvil, _wait
+from backend.bench import cpu
+from backend.bench.client import encode_get, get_all
+from backend.bench.cpu import Meter
+from backend.bench.processes import LIMITS, anvil, free_port, pers_processes, postgres_backends, wait
 from backend.chain import operations, typed_data
 from backend.chain.artifacts import abi
 from backend.chain.client import Chain, connect, dev_account
@@ -41,7 +53,10 @@ from backend.chain.operations import SignedGroup
 from backend.chain.typed_data import ZERO_ADDRESS, Operation, TokenStandard
 from backend.kit import migrate
 from backend.kit.db import scratch_database
+from backend.kit.errors import PersError
 from backend.settings import PROJECT_ROOT, Settings
+from backend.tenants.models import Tenant, TenantEnvironment
+from backend.tokens.models import TokenType
 
 TENANTS = 5  # each: an ERC-1155 and an ERC-20, ten contracts
 GROUP = 500  # mints per signed group (and transaction): two events each; fits the gas cap
@@ -49,19 +64,28 @@ IDS = (1, 2, 3, 4)
 HOLDERS = 300
 RAW_RANGE = 100  # blocks per eth_getLogs in the raw pipeline
 DECODE_SAMPLE = 5000
+READS = 4000  # balance reads (and as many bare requests)
+READ_CLIENTS = 16
 
 
 def run(events: int, database_url: str) -> dict[str, Any]:
     with ExitStack() as stack:
-        rpc_url, _ = stack.enter_context(_anvil())
+        rpc_url, node = stack.enter_context(anvil())
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pers-bench-indexer-")))
         settings = Settings(data_dir=data, rpc_url=rpc_url, relayer_key=None, master_key=None)
         chain = connect(settings, "local", rpc_url)
-        contracts = _generate(chain, events)
+        contracts, holders = _generate(chain, events)
         head = chain.w3.eth.block_number
         mirror_url = stack.enter_context(scratch_database(database_url, "pers_bench_mirror"))
         migrate.upgrade(mirror_url)
-        indexed = _index(rpc_url, mirror_url, data, head)
+        meter = Meter(
+            {
+                "anvil": lambda: [node],
+                "postgres": lambda: postgres_backends(database_url, mirror_url),
+            }
+        )
+        indexed = _index(rpc_url, mirror_url, data, head, meter)
+        reads = _balance_reads(rpc_url, mirror_url, data, contracts, holders)
         raw_url = stack.enter_context(scratch_database(database_url, "pers_bench_raw"))
         raw_seconds, raw_events = _raw_limit(rpc_url, raw_url, contracts, head)
         return {
@@ -71,14 +95,16 @@ def run(events: int, database_url: str) -> dict[str, Any]:
             "ratio_to_raw": round(indexed["events"] / indexed["seconds"] / (raw_events / raw_seconds), 3),
             "web3py_decode_events_per_s": round(_web3_decode(chain, contracts)),
             "peak_rss_mb": indexed["peak_rss_mb"],
-            "indexer_cpu_s": indexed["cpu_s"],
+            "leader_peak_rss_mb": indexed["leader_peak_rss_mb"],
+            **reads,
+            "cpu_us_per_event": indexed["cpu_us_per_event"],
             "seconds": round(indexed["seconds"], 2),
             "blocks": head,
             "contracts": len(contracts),
         }
 
 
-def _generate(chain: Chain, events: int) -> list[str]:
+def _generate(chain: Chain, events: int) -> tuple[list[str], list[str]]:
     """Batch mints across the ten contracts until `events` logs exist, with a wallet's batch transfer
     now and then (a `TransferBatch` of four ids). Transactions are signed ahead and sent raw."""
     factory = deploy_platform(chain).contracts["TokenFactory"]
@@ -152,7 +178,7 @@ def _generate(chain: Chain, events: int) -> list[str]:
             )
             _send_all(chain, wallet, [(tokens[0][1], data)])
             made += 1
-    return [address.lower() for _, address in tokens]
+    return [address.lower() for _, address in tokens], holders
 
 
 _GAS: dict[tuple[str, int], int] = {}  # a call's estimate, by contract and call size: estimated once
@@ -188,8 +214,9 @@ def _send_all(chain: Chain, sender: LocalAccount, work: list[tuple[str, str]]) -
             raise RuntimeError("a bench transaction reverted")
 
 
-def _index(rpc_url: str, database_url: str, data: Path, head: int) -> dict[str, Any]:
-    """`pers indexer` from nothing to `head`: seconds from its start to the cursor at the head."""
+def _index(rpc_url: str, database_url: str, data: Path, head: int, meter: Meter) -> dict[str, Any]:
+    """`pers indexer` from nothing to `head`: seconds from its start to the cursor at the head; the
+    peak of the summed PSS of the indexer and its fetch workers, sampled every 0.1 s; CPU per event."""
     env = {
         "PATH": "/usr/bin:/bin",
         "PERS_DATA_DIR": str(data),
@@ -217,9 +244,20 @@ def _index(rpc_url: str, database_url: str, data: Path, head: int) -> dict[str, 
                 started.set()
 
     threading.Thread(target=read, daemon=True).start()
+    groups = {**meter.groups, "indexer": lambda: cpu.tree(proc.pid)}
+    meter = Meter(groups)
     dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    peak = [0.0]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.1):
+            peak[0] = max(peak[0], sum(_pss_mb(pid) for pid in cpu.tree(proc.pid)))
+
     try:
-        _wait(started.is_set, "the indexer's start:\n" + "".join(output[-20:]), 120)
+        wait(started.is_set, "the indexer's start:\n" + "".join(output[-20:]), 120)
+        threading.Thread(target=sample, daemon=True).start()
+        meter.start()
         began = time.monotonic()
         with psycopg.connect(dsn, autocommit=True) as connection:
 
@@ -227,22 +265,132 @@ def _index(rpc_url: str, database_url: str, data: Path, head: int) -> dict[str, 
                 row = connection.execute("SELECT block_number FROM mirror_cursors").fetchone()
                 return row is not None and row[0] >= head
 
-            _wait(done, "the indexer to reach the head", 3600)
+            wait(done, "the indexer to reach the head", 3600)
             seconds = time.monotonic() - began
+            meter.stop()
             count = connection.execute("SELECT count(*) FROM mirror_events").fetchone()
+        sampling.set()
         status = Path(f"/proc/{proc.pid}/status").read_text()
-        peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-        ticks = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = (int(ticks[11]) + int(ticks[12])) / 100
+        leader = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
     finally:
+        sampling.set()
         proc.terminate()
         proc.wait(30)
+    events = int(count[0]) if count else 0
     return {
-        "events": int(count[0]) if count else 0,
+        "events": events,
         "seconds": seconds,
-        "peak_rss_mb": round(peak, 1),
-        "cpu_s": cpu,
+        "peak_rss_mb": round(peak[0], 1),
+        "leader_peak_rss_mb": round(leader, 1),
+        "cpu_us_per_event": {
+            name: round(1e6 * spent / max(events, 1), 1)
+            for name, spent in meter.spent.items()
+            if name != "loadgen"
+        },
     }
+
+
+def _pss_mb(pid: int) -> float:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:  # gone
+        return 0.0
+    found = re.search(r"^Pss:\s+(\d+)", rollup, re.MULTILINE)
+    return int(found.group(1)) / 1024 if found else 0.0
+
+
+def _balance_reads(
+    rpc_url: str, database_url: str, data: Path, contracts: list[str], holders: list[str]
+) -> dict[str, Any]:
+    """`pers api` on the indexed database: balance reads of the first tenant's holders (its ERC-1155
+    and ERC-20 registered as token types) against `/healthz`, each over `READ_CLIENTS` connections."""
+    project = "pk_bench_" + secrets.token_hex(16)
+    _seed_tenant(database_url, project, contracts[0], contracts[1])
+    port = free_port()
+    env = {
+        **os.environ,
+        "PERS_DATA_DIR": str(data),
+        "PERS_DATABASE_URL": database_url,
+        "PERS_BROKER_URL": os.environ.get("PERS_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+        # One API process per core, as in production: their rate limits shared through Redis.
+        "PERS_REDIS_URL": os.environ.get("PERS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
+        "PERS_NETWORK": "local",
+        "PERS_LOCAL_RPC_URL": rpc_url,
+        "PERS_API_WORKERS": os.environ.get("PERS_API_WORKERS") or str(os.cpu_count() or 1),
+        "PERS_OPERATOR_TOKEN": "op_bench_" + secrets.token_hex(24),
+        "PERS_MASTER_KEY": secrets.token_hex(32),
+        "PERS_JWT_SECRET": secrets.token_hex(32),
+        "PERS_LOG_LEVEL": "warning",
+        **{f"PERS_{name}": value for name, value in LIMITS.items()},
+    }
+    headers = {"X-Project-Key": project}
+    host = "127.0.0.1"
+    reads = [
+        encode_get(host, port, f"/v1/balances/accounts/{holders[i % len(holders)]}", headers)
+        for i in range(READS)
+    ]
+    bare = [encode_get(host, port, "/healthz", {}) for _ in range(READS)]
+    with pers_processes(env, port, 0, data):
+        with httpx.Client(base_url=f"http://{host}:{port}") as client:
+            answer = (
+                client.get(f"/v1/balances/accounts/{holders[0]}", headers=headers).raise_for_status().json()
+            )
+        if not answer["tokenBalances"]:  # the reads must find the indexed holdings, not an empty mirror
+            raise PersError(f"bench: no balances for {holders[0]}: {answer}", code="bench_failed")
+        asyncio.run(get_all(host, port, reads[:200], READ_CLIENTS))  # warm up every API process
+        figures = {}
+        for name, requests in (("balance_read", reads), ("bare", bare)):
+            began = time.monotonic()
+            latencies = asyncio.run(get_all(host, port, requests, READ_CLIENTS))
+            figures[name] = (len(requests) / (time.monotonic() - began), latencies)
+    balance_rps, latencies = figures["balance_read"]
+    return {
+        "balance_read_rps": round(balance_rps),
+        "bare_rps": round(figures["bare"][0]),
+        "balance_read_p99_ms": round(1000 * statistics.quantiles(latencies, n=100)[98], 1),
+        "balance_read_p50_ms": round(1000 * statistics.median(latencies), 1),
+    }
+
+
+def _seed_tenant(database_url: str, project: str, rewards: str, credit: str) -> None:
+    """The tenant `bench0` as the API knows it: its test environment on the local network with a
+    project key, and its ERC-1155 ids and its ERC-20 as active token types."""
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session, session.begin():
+            tenant = Tenant(name="Bench 0", slug=f"bench-{uuid.uuid4().hex[:8]}")
+            session.add(tenant)
+            session.flush()
+            session.add(
+                TenantEnvironment(
+                    tenant_id=tenant.id,
+                    environment="test",
+                    project_key=project,
+                    network="local",
+                    status="active",
+                    tenant_key="0x" + tenant_key("bench0", "test").hex(),
+                    admin_address=ZERO_ADDRESS,
+                    admin_key_sealed="",
+                    rewards_address=Web3.to_checksum_address(rewards),
+                )
+            )
+            tokens = [(rewards, token_id, "reward") for token_id in IDS] + [(credit, None, "credit")]
+            for n, (address, token_id, kind) in enumerate(tokens):
+                session.add(
+                    TokenType(
+                        tenant_id=tenant.id,
+                        environment="test",
+                        kind=kind,
+                        name=f"Bench {n}",
+                        symbol=f"B{n}",
+                        decimals=0,
+                        status="active",
+                        contract_address=Web3.to_checksum_address(address),
+                        chain_token_id=token_id,
+                    )
+                )
+    finally:
+        engine.dispose()
 
 
 def _raw_limit(rpc_url: str, database_url: str, contracts: list[str], head: int) -> tuple[float, int]:

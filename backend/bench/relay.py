@@ -5,16 +5,11 @@ plain web3.py loop and against the node's own limit (pre-signed groups sent stra
 import asyncio
 import os
 import secrets
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +24,11 @@ from web3 import Web3
 from backend.bench import cpu
 from backend.bench.client import encode, post_all
 from backend.bench.cpu import Meter
+from backend.bench.processes import LIMITS, free_port
+from backend.bench.processes import anvil as _anvil
+from backend.bench.processes import pers_processes as _processes
+from backend.bench.processes import postgres_backends as _backends
+from backend.bench.processes import wait as _wait
 from backend.chain import operations, typed_data
 from backend.chain.client import Chain, connect, dev_account
 from backend.chain.deploy import (
@@ -45,87 +45,9 @@ from backend.kit.db import scratch_database
 from backend.kit.errors import PersError
 from backend.relay.encoding import encode_group, execute_data
 from backend.relay.models import Operation as Queued
-from backend.settings import PROJECT_ROOT, Settings
+from backend.settings import Settings
 
-ANVIL = PROJECT_ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 PASSWORD = "bench password of the relay"
-LIMITS = {
-    name: "1000000"
-    for name in (
-        "RATE_LIMIT_PER_KEY",
-        "RATE_LIMIT_PER_ADDRESS",
-        "RATE_LIMIT_AUTH_FAILURES",
-        "RATE_LIMIT_SIGNIN_PER_ADDRESS",
-        "SIGNIN_FAILURES_PER_ADDRESS",
-    )
-}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(check: Any, what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise PersError(f"bench: {what} did not happen", code="bench_failed")
-        time.sleep(0.05)
-
-
-@contextmanager
-def _anvil() -> Iterator[tuple[str, int]]:
-    binary = str(ANVIL) if ANVIL.exists() else shutil.which("anvil")
-    if binary is None:
-        raise PersError("anvil not found: run `npm ci` in contracts/", code="bench_failed")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--silent"], stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(lambda: Web3(Web3.HTTPProvider(url)).is_connected(), "anvil start", 30)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-@contextmanager
-def _processes(env: dict[str, str], port: int, workers: int, logs: Path) -> Iterator[dict[str, int]]:
-    """Runs `pers api` and the workers; yields their pids by name."""
-    pers = [sys.executable, "-m", "backend.cli"]
-    upgrade = subprocess.run(
-        [*pers, "db", "upgrade"], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT
-    )
-    if upgrade.returncode:
-        raise PersError(f"bench: pers db upgrade failed: {upgrade.stderr[-500:]}", code="bench_failed")
-    commands = [("api", [*pers, "api", "--port", str(port)])]
-    commands += [(f"worker{i}", [*pers, "worker"]) for i in range(workers)]
-    procs = []
-    try:
-        for name, command in commands:
-            out = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-            procs.append((subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out), out))
-        _wait(lambda: _reachable(port), "pers api start", 60)
-        yield {name: proc.pid for (name, _), (proc, _) in zip(commands, procs, strict=True)}
-    finally:
-        for proc, _ in procs:
-            proc.terminate()
-        for proc, out in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            out.close()
-
-
-def _reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class _Shop:
@@ -444,15 +366,6 @@ def run(
             "workers": workers,
         },
     }
-
-
-def _backends(server_url: str, db_url: str) -> list[int]:
-    """The Postgres server processes serving the bench's database."""
-    import psycopg
-
-    query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
-    with psycopg.connect(server_url.replace("postgresql+psycopg://", "postgresql://")) as connection:
-        return [row[0] for row in connection.execute(query, (db_url.rsplit("/", 1)[1],))]
 
 
 def _delete_queue(broker: str, queue: str) -> None:
