@@ -152,7 +152,10 @@ class Chain:
 
     def fees(self) -> tuple[Wei, Wei]:
         """(maxFeePerGas, maxPriorityFeePerGas): twice the base fee plus the tip, within the network's cap."""
-        base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        if isinstance(self.w3.provider, HTTPProvider):  # the raw block: web3's formatters cost more
+            base_fee = int(self.rpc("eth_getBlockByNumber", "latest", False).get("baseFeePerGas", "0x0"), 16)
+        else:  # the embedded EVM answers in its own shape
+            base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
         tip = Web3.to_wei(self.network.max_priority_fee_gwei or 1, "gwei")
         max_fee = 2 * base_fee + tip
         if self.network.max_fee_gwei is not None:
