@@ -421,7 +421,10 @@ def run(
             4,
             Meter({}),
         )
-        group_size = _ops_per_tx(database, shop.tokens[1])
+        group_size, single_group = (
+            _ops_per_tx(database, shop.tokens[1]),
+            _ops_per_tx(database, shop.tokens[0]),
+        )
         baseline_rate, limit_rate = _chain_side(rpc_url, data, baseline, batch, group_size)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return {
@@ -437,6 +440,7 @@ def run(
         "single_cpu_ms_per_op": single_cpu.per_operation_ms(single),
         "operations": {
             "ops_per_tx": group_size,
+            "single_ops_per_tx": single_group,
             "single": single,
             "batch": batch,
             "baseline": baseline,

@@ -3,9 +3,11 @@ Sends the platform's own transactions (deployments, tenant onboarding) from the 
 with EIP-1559 fees and the per-transaction gas cap enforced before anything is broadcast."""
 
 import threading
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
@@ -187,7 +189,7 @@ def connect(settings: Settings, network_name: str | None = None, rpc_url: str | 
             EmbeddedProvider(EthereumTester(PyEVMBackend(mnemonic=DEV_MNEMONIC, hd_path="m/44'/60'/0'/0")))
         )
     else:
-        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}, session=_http_session()))
         try:
             chain_id = w3.eth.chain_id
         except Exception as exc:  # any transport failure means the node is unreachable
@@ -197,6 +199,15 @@ def connect(settings: Settings, network_name: str | None = None, rpc_url: str | 
         if chain_id != network.chain_id:
             raise ConfigError(f"{url} serves chain {chain_id}, network {network.name} is {network.chain_id}")
     return Chain(w3=w3, network=network, relayer=relayer)
+
+
+def _http_session() -> requests.Session:
+    """One HTTP session for every thread. Without proxies in the environment it does not read the
+    environment at each request (requests looks up proxies and .netrc per call: a quarter of the
+    pump's cost of a JSON-RPC call)."""
+    session = requests.Session()
+    session.trust_env = bool(urllib.request.getproxies())
+    return session
 
 
 def _relayer(settings: Settings, network: NetworkConfig) -> LocalAccount:
