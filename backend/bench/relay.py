@@ -45,6 +45,7 @@ from backend.kit.db import scratch_database
 from backend.kit.errors import PersError
 from backend.relay.encoding import encode_group, execute_data
 from backend.relay.models import Operation as Queued
+from backend.relay.models import RelayerTransaction
 from backend.settings import PROJECT_ROOT, Settings
 
 ANVIL = PROJECT_ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -186,15 +187,19 @@ class _Shop:
 
 
 def _unfinished(database: Engine, contract: str) -> int:
-    """Operations on the contract not yet mined or failed, read from the database (the queue's index
-    answers it from the few rows left; polling the API would take CPU from the process it measures)."""
-    query = select(func.count()).where(
-        Queued.status.in_(("queued", "submitted")),
-        Queued.network == "local",
-        Queued.contract_address == contract,
+    """Operations on the contract still queued plus our transactions to it still pending, read from
+    the database: a submitted operation's transaction is pending until the commit that settles it,
+    and the queue's and the transactions' status indexes answer both from the few rows left (polling
+    the API would take CPU from the process it measures)."""
+    queued = select(func.count()).where(
+        Queued.status == "queued", Queued.network == "local", Queued.contract_address == contract
     )
+    pending = select(func.count()).where(
+        RelayerTransaction.status == "pending", RelayerTransaction.contract_address == contract
+    )
+    both = select(queued.scalar_subquery() + pending.scalar_subquery())  # one statement, one snapshot
     with database.connect() as connection:
-        return int(connection.execute(query).scalar_one())
+        return int(connection.execute(both).scalar_one())
 
 
 def _mined(database: Engine, contract: str) -> int:
