@@ -36,6 +36,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -119,7 +120,16 @@ SETTLED = (
 )
 Op = Any  # a row of the CLAIMED or SETTLED columns
 # The loop's statements, built once (building one costs more CPU than running it).
-QUEUES = select(Operation.network, Operation.contract_address).where(Operation.status == "queued").distinct()
+# The queues ((network, contract) with queued operations) one index probe each, in the queue index's
+# order: a DISTINCT reads every queued row, thousands of them while batches wait.
+FIRST_QUEUE = (
+    select(Operation.network, Operation.contract_address)
+    .where(Operation.status == "queued")
+    .order_by(Operation.network, Operation.contract_address)
+    .limit(1)
+)
+AFTER = tuple_(bindparam("network", type_=String), bindparam("contract", type_=String))
+NEXT_QUEUE = FIRST_QUEUE.where(tuple_(Operation.network, Operation.contract_address) > AFTER)
 LOCK_LANE = (
     select(Lane)
     .where(Lane.network == bindparam("network"), Lane.address.in_(bindparam("addresses", expanding=True)))
@@ -226,7 +236,7 @@ class Pump:
 
     def step(self) -> "Progress":
         with self.runtime.sessions() as session:
-            queues = session.execute(QUEUES).all()
+            queues = _queues(session)
         sent = [self.pump(network, contract) for network, contract in queues]
         settled, in_flight = self.settle()
         return Progress(any(s is not None for s in sent), any(sent), settled, in_flight)
@@ -612,6 +622,15 @@ class Pump:
                 changed = [op for op, row in zip(ops, outcomes, strict=True) if row["status"] == status]
                 events.notify_changed(session, changed, event_type)
         return True
+
+
+def _queues(session: Session) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    row = session.execute(FIRST_QUEUE).first()
+    while row is not None:
+        found.append((row.network, row.contract_address))
+        row = session.execute(NEXT_QUEUE, {"network": row.network, "contract": row.contract_address}).first()
+    return found
 
 
 def _lock_pending(session: Session, tx_id: uuid.UUID) -> RelayerTransaction | None:
