@@ -9,6 +9,7 @@ fetches the pending receipts in one JSON-RPC batch and reads each one's own toke
 ref). Operations travel as plain rows and are written with a few set-based statements per transaction
 (the hot path carries a thousand of them)."""
 
+import functools
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
@@ -749,20 +751,33 @@ def _among(session: Session, ops: Sequence[Op]) -> ColumnElement[bool]:
     return OPERATION.c.id.in_(ids)
 
 
-def _write_outcomes(session: Session, rows: list[dict[str, Any]], common: dict[str, Any]) -> None:
+def _write_outcomes(session: Session, rows: list[dict[str, Any]], shared: dict[str, Any]) -> None:
     """Every operation's own outcome plus what they share, in one statement: UPDATE … FROM unnest(one
     array per column) on Postgres, an executemany elsewhere (SQLite)."""
+    postgres = _postgres(session)
+    statement = _outcomes_statement(postgres, tuple(sorted(shared)))
+    given = {f"shared_{name}": value for name, value in shared.items()}
+    if postgres:
+        arrays = {f"new_{name}": [row[name] for row in rows] for name, _ in OUTCOME_COLUMNS}
+        session.execute(statement, {**arrays, **given})
+    else:
+        session.execute(statement, [{**{f"new_{k}": v for k, v in row.items()}, **given} for row in rows])
+
+
+@functools.cache
+def _outcomes_statement(postgres: bool, shared: tuple[str, ...]) -> Update:
+    """`_write_outcomes`' statement, built once per dialect and shared columns (building it cost more
+    than running it). Bound names differ from the columns' (SQLAlchemy reserves those for SET)."""
     names = [name for name, _ in OUTCOME_COLUMNS]
-    if _postgres(session):
-        arrays = [bindparam(f"new_{n}", [r[n] for r in rows], type_=ARRAY(t)) for n, t in OUTCOME_COLUMNS]
+    same = {name: bindparam(f"shared_{name}", type_=OPERATION.c[name].type) for name in shared}
+    if postgres:
+        arrays = [bindparam(f"new_{name}", type_=ARRAY(kind)) for name, kind in OUTCOME_COLUMNS]
         given = func.unnest(*arrays).table_valued(*names).render_derived(name="outcome")
         # A column NULL in every row reaches Postgres as text: each is cast to its column's type.
         own: dict[str, Any] = {n: cast(given.c[n], OPERATION.c[n].type) for n in names[1:]}
-        session.execute(update(OPERATION).where(OPERATION.c.id == given.c.op_id).values(**own, **common))
-    else:  # bound names differ from the columns' (SQLAlchemy reserves those for SET)
-        own = {n: bindparam(f"new_{n}") for n in names[1:]}
-        statement = update(OPERATION).where(OPERATION.c.id == bindparam("new_op_id")).values(**own, **common)
-        session.execute(statement, [{f"new_{k}": v for k, v in row.items()} for row in rows])
+        return update(OPERATION).where(OPERATION.c.id == given.c.op_id).values(**own, **same)
+    own = {n: bindparam(f"new_{n}") for n in names[1:]}
+    return update(OPERATION).where(OPERATION.c.id == bindparam("new_op_id")).values(**own, **same)
 
 
 def start(runtime: Runtime, stop: threading.Event) -> threading.Thread:
