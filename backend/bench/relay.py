@@ -45,6 +45,7 @@ from backend.kit.db import scratch_database
 from backend.kit.errors import PersError
 from backend.relay.encoding import encode_group, execute_data
 from backend.relay.models import Operation as Queued
+from backend.relay.models import RelayerTransaction
 from backend.settings import Settings
 
 PASSWORD = "bench password of the relay"
@@ -108,15 +109,19 @@ class _Shop:
 
 
 def _unfinished(database: Engine, contract: str) -> int:
-    """Operations on the contract not yet mined or failed, read from the database (the queue's index
-    answers it from the few rows left; polling the API would take CPU from the process it measures)."""
-    query = select(func.count()).where(
-        Queued.status.in_(("queued", "submitted")),
-        Queued.network == "local",
-        Queued.contract_address == contract,
+    """Operations on the contract still queued plus our transactions to it still pending, read from
+    the database: a submitted operation's transaction is pending until the commit that settles it,
+    and the queue's and the transactions' status indexes answer both from the few rows left (polling
+    the API would take CPU from the process it measures)."""
+    queued = select(func.count()).where(
+        Queued.status == "queued", Queued.network == "local", Queued.contract_address == contract
     )
+    pending = select(func.count()).where(
+        RelayerTransaction.status == "pending", RelayerTransaction.contract_address == contract
+    )
+    both = select(queued.scalar_subquery() + pending.scalar_subquery())  # one statement, one snapshot
     with database.connect() as connection:
-        return int(connection.execute(query).scalar_one())
+        return int(connection.execute(both).scalar_one())
 
 
 def _mined(database: Engine, contract: str) -> int:
@@ -343,7 +348,10 @@ def run(
             4,
             Meter({}),
         )
-        group_size = _ops_per_tx(database, shop.tokens[1])
+        group_size, single_group = (
+            _ops_per_tx(database, shop.tokens[1]),
+            _ops_per_tx(database, shop.tokens[0]),
+        )
         baseline_rate, limit_rate = _chain_side(rpc_url, data, baseline, batch, group_size)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return {
@@ -359,6 +367,7 @@ def run(
         "single_cpu_ms_per_op": single_cpu.per_operation_ms(single),
         "operations": {
             "ops_per_tx": group_size,
+            "single_ops_per_tx": single_group,
             "single": single,
             "batch": batch,
             "baseline": baseline,

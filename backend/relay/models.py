@@ -5,18 +5,51 @@ signed transaction with its hash and the lane's nonce in one commit, and only th
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.kit.db import Base, Timestamped, Uint256, UtcDateTime
+
+QUEUED = "status = 'queued' AND exchange_id IS NULL"  # what the operation pump sends
+
+
+def _where(predicate: str) -> dict[str, Any]:
+    """A partial index's predicate, on Postgres and SQLite alike."""
+    return {"postgresql_where": text(predicate), "sqlite_where": text(predicate)}
 
 
 class Operation(Timestamped, Base):
     __tablename__ = "operations"
     __table_args__ = (
         UniqueConstraint("contract_address", "signer", "ref"),  # a ref runs once per signer and token
-        Index("ix_operations_queue", "status", "network", "contract_address", "created_at"),
+        # Partial indexes: an operation's row is written three times (queued, submitted, its outcome)
+        # and no update is HOT (its status is indexed), so each version is added to every index whose
+        # predicate it meets. The pump's queue holds only queued rows (exchange legs have a pump of
+        # their own), the confirmations' only mined ones, and the links to a transaction or a request
+        # only rows that have one.
+        Index(
+            "ix_operations_queue",
+            "network",
+            "contract_address",
+            "created_at",
+            "id",
+            **_where(QUEUED),
+        ),
+        Index("ix_operations_unconfirmed", "network", "block_number", **_where("status = 'mined'")),
+        Index("ix_operations_relayer_tx_id", "relayer_tx_id", **_where("relayer_tx_id IS NOT NULL")),
+        Index("ix_operations_request_id", "request_id", **_where("request_id IS NOT NULL")),
         Index("ix_operations_scope", "tenant_id", "environment", "created_at"),
     )
 
@@ -44,7 +77,7 @@ class Operation(Timestamped, Base):
     # queued | submitted | mined | confirmed (the indexer saw it at the confirmation depth) | failed
     status: Mapped[str] = mapped_column(String(10), default="queued")
     error_code: Mapped[str | None] = mapped_column(String(32))
-    relayer_tx_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relayer_transactions.id"), index=True)
+    relayer_tx_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relayer_transactions.id"))
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     log_index: Mapped[int | None] = mapped_column(Integer)
@@ -52,7 +85,7 @@ class Operation(Timestamped, Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relay_requests.id"), index=True)
+    request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relay_requests.id"))
     # A leg of an atomic exchange (`Exchange`): sent by the exchange pump, never by the token pump.
     exchange_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("exchanges.id"), index=True)
 

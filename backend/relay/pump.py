@@ -9,6 +9,7 @@ fetches the pending receipts in one JSON-RPC batch and reads each one's own toke
 ref). Operations travel as plain rows and are written with a few set-based statements per transaction
 (the hot path carries a thousand of them)."""
 
+import functools
 import threading
 import time
 import uuid
@@ -36,10 +37,12 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
@@ -66,6 +69,10 @@ from backend.users.service import wallet_context
 
 log = structlog.get_logger()
 POLL, IDLE_POLL = 0.05, 0.5  # seconds between looks at the queue: just after work, and when idle
+# After a transaction that took every queued operation, the next one waits this long: operations
+# accepted one per request then gather into one transaction instead of one each, and a transaction's
+# fixed work (lane, fees, gas, signature, receipt, its rows) is shared by all of them.
+GATHER = 0.05
 RECEIPT_POLL = 0.01  # seconds between looks for the receipts of transactions in flight
 GROUP_LIFETIME = 3600  # a platform-signed group's deadline, from signing
 # Operations of one kind (type, and who signs) cost a steady gas each: once a large enough transaction
@@ -114,6 +121,71 @@ SETTLED = (
     Operation.created_at,
 )
 Op = Any  # a row of the CLAIMED or SETTLED columns
+# The loop's statements, built once (building one costs more CPU than running it).
+# The queues ((network, contract) with queued operations) one index probe each, in the queue index's
+# order: a DISTINCT reads every queued row, thousands of them while batches wait.
+FIRST_QUEUE = (
+    select(Operation.network, Operation.contract_address)
+    .where(Operation.status == "queued", Operation.exchange_id.is_(None))  # legs: the exchange pump
+    .order_by(Operation.network, Operation.contract_address)
+    .limit(1)
+)
+AFTER = tuple_(bindparam("network", type_=String), bindparam("contract", type_=String))
+NEXT_QUEUE = FIRST_QUEUE.where(tuple_(Operation.network, Operation.contract_address) > AFTER)
+LOCK_LANE = (
+    select(Lane)
+    .where(Lane.network == bindparam("network"), Lane.address.in_(bindparam("addresses", expanding=True)))
+    .order_by(Lane.address)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+CLAIM = (
+    select(*CLAIMED)
+    .where(
+        Operation.status == "queued",
+        Operation.network == bindparam("network"),
+        Operation.contract_address == bindparam("contract"),
+        Operation.exchange_id.is_(None),
+    )
+    .order_by(Operation.created_at, Operation.id)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+)
+PENDING = (
+    select(
+        RelayerTransaction.id,
+        RelayerTransaction.network,
+        RelayerTransaction.tx_hash,
+        RelayerTransaction.broadcast_at,
+    )
+    .where(RelayerTransaction.status == "pending")
+    .order_by(RelayerTransaction.created_at)
+    .limit(100)
+)
+LOCK_PENDING = (
+    select(RelayerTransaction)
+    .where(RelayerTransaction.id == bindparam("tx_id"), RelayerTransaction.status == "pending")
+    .with_for_update(skip_locked=True)
+)
+# The transactions that share a nonce with one (replaced by it, or it by them).
+SIBLINGS = select(RelayerTransaction).where(
+    RelayerTransaction.lane_id == bindparam("lane_id"),
+    RelayerTransaction.nonce == bindparam("nonce"),
+    RelayerTransaction.id != bindparam("id"),
+)
+SETTLING = select(*SETTLED).where(
+    Operation.relayer_tx_id.in_(bindparam("carriers", expanding=True)), Operation.status == "submitted"
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a step of the pump did."""
+
+    sent: bool = False  # a transaction went out
+    full: bool = False  # one took as many operations as a transaction holds: more may be queued
+    settled: bool = False  # a transaction's operations took their outcome
+    in_flight: bool = False  # transactions still wait for their receipt
 
 
 class Pump:
@@ -133,14 +205,19 @@ class Pump:
         pause = POLL
         while not stop.is_set():
             try:
-                busy, in_flight = self.step()
+                progress = self.step()
             except Exception:  # the pump outlives a node or database hiccup; the rows keep the state
                 log.exception("relay.step_failed")
-                busy, in_flight = False, False
+                progress = Progress()
                 stop.wait(1)
-            if busy:
+            if progress.full:
+                continue  # more are queued than one transaction holds: the next goes at once
+            if progress.sent or progress.settled:
                 pause = POLL
+                if progress.sent:
+                    stop.wait(GATHER)
                 continue
+            in_flight = progress.in_flight
             # Idle: look less and less often, unless an operation is queued (this process, or another
             # one through Postgres NOTIFY) or a receipt is awaited.
             events.queued.wait(RECEIPT_POLL if in_flight else pause)
@@ -160,17 +237,12 @@ class Pump:
                 log.exception("relay.open_failed")
                 stop.wait(2)
 
-    def step(self) -> tuple[bool, bool]:
-        """(whether anything was sent or settled, whether transactions are still in flight)."""
+    def step(self) -> "Progress":
         with self.runtime.sessions() as session:
-            queues = session.execute(
-                select(Operation.network, Operation.contract_address)
-                .where(Operation.status == "queued", Operation.exchange_id.is_(None))
-                .distinct()
-            ).all()
-        sent = any([self.pump(network, contract) for network, contract in queues])
+            queues = _queues(session)
+        sent = [self.pump(network, contract) for network, contract in queues]
         settled, in_flight = self.settle()
-        return sent or settled, in_flight
+        return Progress(any(s is not None for s in sent), any(sent), settled, in_flight)
 
     def chain(self, network: str) -> tuple[Chain, dict[str, LocalAccount]]:
         chain = self.runtime.chain(network)
@@ -181,36 +253,23 @@ class Pump:
 
     # --- sending ----------------------------------------------------------------------------------
 
-    def pump(self, network: str, contract: str) -> bool:
+    def pump(self, network: str, contract: str) -> bool | None:
+        """Sends the contract's oldest queued operations: None when nothing was claimed, else whether
+        the claim was full (more may be queued)."""
         chain, accounts = self.chain(network)
+        limit = self.runtime.settings.relay_max_ops_per_tx
         with lane_lease(self.runtime.engine), jobs.committed(self.runtime.sessions) as session:
-            lane = session.scalar(
-                select(Lane)
-                .where(Lane.network == network, Lane.address.in_(list(accounts)))
-                .order_by(Lane.address)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
+            lane = session.scalar(LOCK_LANE, {"network": network, "addresses": list(accounts)})
             if lane is None:
-                return False  # every lane is busy with another worker
-            ops = session.execute(
-                select(*CLAIMED)
-                .where(
-                    Operation.status == "queued",
-                    Operation.network == network,
-                    Operation.contract_address == contract,
-                    Operation.exchange_id.is_(None),  # exchange legs go through `exchanges`
-                )
-                .order_by(Operation.created_at, Operation.id)
-                .limit(self.runtime.settings.relay_max_ops_per_tx)
-                .with_for_update(skip_locked=True)
-            ).all()
+                return None  # every lane is busy with another worker
+            claim = {"network": network, "contract": contract, "limit": limit}
+            ops = session.execute(CLAIM, claim).all()
             if not ops:
-                return False
+                return None
             raw = self._send(session, chain, lane, accounts[lane.address], contract, list(ops))
         if raw is not None:  # stored before broadcast: a crash from here on re-sends these bytes
             broadcast(chain, raw)
-        return True
+        return len(ops) >= limit
 
     def _send(
         self,
@@ -407,17 +466,7 @@ class Pump:
         any database transaction), then records each operation's outcome; re-sends what the node
         seems to have lost. Answers (whether any settled, whether any is still in flight)."""
         with self.runtime.sessions() as session:
-            pending = session.execute(
-                select(
-                    RelayerTransaction.id,
-                    RelayerTransaction.network,
-                    RelayerTransaction.tx_hash,
-                    RelayerTransaction.broadcast_at,
-                )
-                .where(RelayerTransaction.status == "pending")
-                .order_by(RelayerTransaction.created_at)
-                .limit(100)
-            ).all()
+            pending = session.execute(PENDING).all()
         progressed, waiting = False, False
         by_network: dict[str, list[Any]] = {}
         for row in pending:
@@ -440,11 +489,7 @@ class Pump:
     def _recover(self, chain: Chain, tx_id: uuid.UUID) -> bool:
         """Settles a transaction the chain went past without mining it (see `recovery`)."""
         with jobs.committed(self.runtime.sessions) as session:
-            record = session.scalar(
-                select(RelayerTransaction)
-                .where(RelayerTransaction.id == tx_id, RelayerTransaction.status == "pending")
-                .with_for_update(skip_locked=True)
-            )
+            record = _lock_pending(session, tx_id)
             if record is None:
                 return False
             first = session.scalar(select(Operation).where(Operation.relayer_tx_id == record.id).limit(1))
@@ -469,11 +514,7 @@ class Pump:
         later the transaction is replaced with the same nonce and higher fees (it may be underpriced)."""
         settings, now = self.runtime.settings, utcnow()
         with jobs.committed(self.runtime.sessions) as session:
-            record = session.scalar(
-                select(RelayerTransaction)
-                .where(RelayerTransaction.id == tx_id, RelayerTransaction.status == "pending")
-                .with_for_update(skip_locked=True)
-            )
+            record = _lock_pending(session, tx_id)
             if record is None or record.broadcast_at is None:
                 return
             age = (now - record.broadcast_at).total_seconds()
@@ -532,30 +573,18 @@ class Pump:
 
     def _record(self, chain: Chain, tx_id: uuid.UUID, receipt: "Receipt") -> bool:
         with jobs.committed(self.runtime.sessions) as session:
-            record = session.scalar(
-                select(RelayerTransaction)
-                .where(RelayerTransaction.id == tx_id, RelayerTransaction.status == "pending")
-                .with_for_update(skip_locked=True)
-            )
+            record = _lock_pending(session, tx_id)
             if record is None:
                 return False  # another worker settled it
             # The transactions that shared its nonce (replaced by it, or it by them) carry the same
             # operations: whichever was mined settles them all.
             siblings = list(
-                session.scalars(
-                    select(RelayerTransaction).where(
-                        RelayerTransaction.lane_id == record.lane_id,
-                        RelayerTransaction.nonce == record.nonce,
-                        RelayerTransaction.id != record.id,
-                    )
-                )
+                session.scalars(SIBLINGS, {"lane_id": record.lane_id, "nonce": record.nonce, "id": record.id})
             )
             for sibling in siblings:
                 sibling.status, sibling.finished_at = "replaced", utcnow()
             carriers = [record.id, *(s.id for s in siblings)]
-            ops = session.execute(
-                select(*SETTLED).where(Operation.relayer_tx_id.in_(carriers), Operation.status == "submitted")
-            ).all()
+            ops = session.execute(SETTLING, {"carriers": carriers}).all()
             record.status = "mined" if receipt.status == 1 else "reverted"
             record.block_number, record.gas_used = receipt.block_number, receipt.gas_used
             record.finished_at = utcnow()
@@ -596,6 +625,21 @@ class Pump:
                 changed = [op for op, row in zip(ops, outcomes, strict=True) if row["status"] == status]
                 events.notify_changed(session, changed, event_type)
         return True
+
+
+def _queues(session: Session) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    row = session.execute(FIRST_QUEUE).first()
+    while row is not None:
+        found.append((row.network, row.contract_address))
+        row = session.execute(NEXT_QUEUE, {"network": row.network, "contract": row.contract_address}).first()
+    return found
+
+
+def _lock_pending(session: Session, tx_id: uuid.UUID) -> RelayerTransaction | None:
+    """The transaction, locked, while it is pending; None once settled or while another worker holds
+    it (SKIP LOCKED: that worker is settling or re-sending it)."""
+    return session.scalar(LOCK_PENDING, {"tx_id": tx_id})
 
 
 def _kind(op: Op) -> str:
@@ -708,20 +752,33 @@ def _among(session: Session, ops: Sequence[Op]) -> ColumnElement[bool]:
     return OPERATION.c.id.in_(ids)
 
 
-def _write_outcomes(session: Session, rows: list[dict[str, Any]], common: dict[str, Any]) -> None:
+def _write_outcomes(session: Session, rows: list[dict[str, Any]], shared: dict[str, Any]) -> None:
     """Every operation's own outcome plus what they share, in one statement: UPDATE … FROM unnest(one
     array per column) on Postgres, an executemany elsewhere (SQLite)."""
+    postgres = _postgres(session)
+    statement = _outcomes_statement(postgres, tuple(sorted(shared)))
+    given = {f"shared_{name}": value for name, value in shared.items()}
+    if postgres:
+        arrays = {f"new_{name}": [row[name] for row in rows] for name, _ in OUTCOME_COLUMNS}
+        session.execute(statement, {**arrays, **given})
+    else:
+        session.execute(statement, [{**{f"new_{k}": v for k, v in row.items()}, **given} for row in rows])
+
+
+@functools.cache
+def _outcomes_statement(postgres: bool, shared: tuple[str, ...]) -> Update:
+    """`_write_outcomes`' statement, built once per dialect and shared columns (building it cost more
+    than running it). Bound names differ from the columns' (SQLAlchemy reserves those for SET)."""
     names = [name for name, _ in OUTCOME_COLUMNS]
-    if _postgres(session):
-        arrays = [bindparam(f"new_{n}", [r[n] for r in rows], type_=ARRAY(t)) for n, t in OUTCOME_COLUMNS]
+    same = {name: bindparam(f"shared_{name}", type_=OPERATION.c[name].type) for name in shared}
+    if postgres:
+        arrays = [bindparam(f"new_{name}", type_=ARRAY(kind)) for name, kind in OUTCOME_COLUMNS]
         given = func.unnest(*arrays).table_valued(*names).render_derived(name="outcome")
         # A column NULL in every row reaches Postgres as text: each is cast to its column's type.
         own: dict[str, Any] = {n: cast(given.c[n], OPERATION.c[n].type) for n in names[1:]}
-        session.execute(update(OPERATION).where(OPERATION.c.id == given.c.op_id).values(**own, **common))
-    else:  # bound names differ from the columns' (SQLAlchemy reserves those for SET)
-        own = {n: bindparam(f"new_{n}") for n in names[1:]}
-        statement = update(OPERATION).where(OPERATION.c.id == bindparam("new_op_id")).values(**own, **common)
-        session.execute(statement, [{f"new_{k}": v for k, v in row.items()} for row in rows])
+        return update(OPERATION).where(OPERATION.c.id == given.c.op_id).values(**own, **same)
+    own = {n: bindparam(f"new_{n}") for n in names[1:]}
+    return update(OPERATION).where(OPERATION.c.id == bindparam("new_op_id")).values(**own, **same)
 
 
 def start(runtime: Runtime, stop: threading.Event) -> threading.Thread:
