@@ -2,17 +2,21 @@
 (rolled back on error), then the outbox jobs of that transaction are dispatched.
 
 Async, so opening the session (no I/O until its first statement) costs no trip through the thread
-pool; the commit and the dispatch (database and broker I/O) take one."""
+pool; the commit and the dispatch (database and broker I/O) take one, or none for a route that
+runs its work `then_commit`: the work and the commit share one trip."""
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from backend.kit import outbox
+
+T = TypeVar("T")
+_ENDED = "pers_request_ended"  # in `session.info`: committed or rolled back, and closed
 
 
 async def _session(request: Request) -> AsyncIterator[Session]:
@@ -21,12 +25,33 @@ async def _session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        await run_in_threadpool(_end, session, runtime.dispatch, commit=False)
+        if not session.info.get(_ENDED):
+            await run_in_threadpool(_end, session, runtime.dispatch, commit=False)
         raise
-    await run_in_threadpool(_end, session, runtime.dispatch, commit=True)
+    if not session.info.get(_ENDED):
+        await run_in_threadpool(_end, session, runtime.dispatch, commit=True)
+
+
+async def then_commit(request: Request, session: Session, work: Callable[[], T]) -> T:
+    """`work()` (sync, with I/O) and then the commit and dispatch, or the rollback if it raises, in one
+    trip through the thread pool instead of two: waking a pool thread is a good part of a short
+    request's CPU. What the dependency would do at the end of the request, done here."""
+    dispatch = request.app.state.runtime.dispatch
+
+    def run() -> T:
+        try:
+            result = work()
+        except BaseException:
+            _end(session, dispatch, commit=False)
+            raise
+        _end(session, dispatch, commit=True)
+        return result
+
+    return await run_in_threadpool(run)
 
 
 def _end(session: Session, dispatch: Callable[[uuid.UUID], None], *, commit: bool) -> None:
+    session.info[_ENDED] = True
     with session:  # closed, its connection back in the pool
         if not commit:
             session.rollback()

@@ -195,14 +195,18 @@ def submit_many(
     return results
 
 
+_TABLE = Operation.metadata.tables[Operation.__tablename__]
+_INSERT = insert(_TABLE)
+_UNSET = dict.fromkeys(_TABLE.c.keys())  # every row names every column (one statement for all)
+
+
 def _insert(session: Session, ops: list[Operation]) -> None:
-    """A batch's rows in multi-row INSERTs: the unit of work's bookkeeping per object costs more than
-    the rows themselves (the objects stay outside the session, as the answer's records)."""
+    """Operation rows by a Core INSERT (multi-row for a batch): the unit of work's bookkeeping per
+    object costs more than the rows themselves (the objects stay outside the session, as the answer's
+    records)."""
     try:
-        table = Operation.metadata.tables[Operation.__tablename__]
-        unset = dict.fromkeys(table.c.keys())  # every row names every column (one statement for all)
-        rows = [unset | {k: v for k, v in vars(op).items() if k[0] != "_"} for op in ops]
-        session.execute(insert(table), rows)
+        rows = [_UNSET | {k: v for k, v in vars(op).items() if k[0] != "_"} for op in ops]
+        session.execute(_INSERT, rows)
     except IntegrityError as exc:  # the same signed group, submitted at the same moment elsewhere
         raise _ref_used() from exc
 
@@ -251,8 +255,8 @@ def accept(context: _Context, body: TransactionCreate, *, flush: bool = True) ->
     if flush:  # one operation on its own; a batch inserts its rows together
         if _reused_refs(context.session, [op]):
             raise _ref_used()
-        context.session.add(op)
-        _flush(context.session)
+        _flush(context.session)  # what the checks added (a business's link to a user it serves)
+        _insert(context.session, [op])
         events.wake(context.session)
     return op
 
