@@ -232,7 +232,7 @@ class Auth:
 
     def __call__(self, request: Request, session: DbSession, **_documented: object) -> Principal:
         # One rate-limit round trip per request: an address out of failed authentications is refused
-        # (429) with good credentials (`authenticated`) and with bad ones (`authentication_failed`).
+        # (429) with good credentials (`authenticated`) and with bad ones (`credentials_refused`).
         headers = request.headers
         try:
             principal = identify(
@@ -243,7 +243,7 @@ class Auth:
                 headers.get("x-project-key"),
             )
         except AuthError:
-            throttle.authentication_failed(request)  # guessed keys and tokens meet 429 too
+            throttle.credentials_refused(request)  # guessed keys and tokens meet 429 too
             raise
         if principal is None:
             throttle.before_authentication(request)

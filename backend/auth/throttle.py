@@ -70,7 +70,14 @@ def before_authentication(request: Request) -> None:
 
 
 def authentication_failed(request: Request) -> None:
-    """Counts a failure; once the address has none left, it is refused (429) rather than told why."""
+    runtime = _runtime(request)
+    runtime.rate_limiter.hit(*_auth_failures(runtime, client_address(request)))
+
+
+def credentials_refused(request: Request) -> None:
+    """`authentication_failed` for credentials checked before `before_authentication` (to spare it a
+    round trip): an address with no failure left is answered 429, as that check would have, not told
+    why its credentials failed."""
     runtime = _runtime(request)
     _refuse_unless(runtime, [_auth_failures(runtime, client_address(request))])
 
