@@ -110,7 +110,8 @@ def _processes(env: dict[str, str], port: int, workers: int, logs: Path) -> Iter
         for name, command in commands:
             out = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
             procs.append((subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out), out))
-        _wait(lambda: _reachable(port), "pers api start", 60)
+        # The port answers once an API process has imported the app: a minute or more on a busy machine.
+        _wait(lambda: _reachable(port), "pers api start", 180)
         yield {name: proc.pid for (name, _), (proc, _) in zip(commands, procs, strict=True)}
     finally:
         for proc, _ in procs:
