@@ -41,7 +41,9 @@ from backend.webhooks.router import router as webhooks_router
 from backend.worker import celery_app  # also registers how the API dispatches its outbox jobs
 
 log = structlog.get_logger()
+# Matched in this order, route by route: the relay's (the hottest requests) first.
 ROUTERS = (
+    transactions_router,
     auth_router,
     tenants_router,
     admins_router,
@@ -50,7 +52,6 @@ ROUTERS = (
     tokens_router,
     balances_router,
     ops_router,
-    transactions_router,
     redemptions_router,
     webhooks_router,
     audit_router,

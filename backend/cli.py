@@ -314,6 +314,7 @@ def _share_metrics(directory: Path) -> None:
 
 
 API_SECRETS = ("PERS_OPERATOR_TOKEN", "PERS_MASTER_KEY", "PERS_JWT_SECRET")
+HEALTHCHECK_SECONDS = 60  # how long an API process may take to answer its supervisor (see serve())
 
 
 def api_app() -> "FastAPI":
@@ -745,6 +746,11 @@ def serve(api: Any, host: str, port: int, trusted_proxies: list[str], processes:
         # h11, not httptools: httptools answers a control character in a header with a bare 400 before
         # the app sees it, where the API answers with its error codes (`invalid_idempotency_key`).
         http="h11",
+        # The supervisor kills a process that does not answer its ping in time, and a new one must
+        # start Python and import the app before it can answer: on a loaded machine that took more than
+        # uvicorn's 5 s, and a killed process's successor met the same fate (a restart loop that burnt
+        # more CPU than the requests).
+        timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
     )
     if processes == 1:
         Server(config).run()

@@ -231,8 +231,9 @@ class Auth:
         )
 
     def __call__(self, request: Request, session: DbSession, **_documented: object) -> Principal:
+        # One rate-limit round trip per request: an address out of failed authentications is refused
+        # (429) with good credentials (`authenticated`) and with bad ones (`credentials_refused`).
         headers = request.headers
-        throttle.before_authentication(request)
         try:
             principal = identify(
                 request,
@@ -242,14 +243,15 @@ class Auth:
                 headers.get("x-project-key"),
             )
         except AuthError:
-            throttle.authentication_failed(request)  # guessed keys and tokens meet 429 too
+            throttle.credentials_refused(request)  # guessed keys and tokens meet 429 too
             raise
         if principal is None:
+            throttle.before_authentication(request)
             if self.project_call:
                 raise AuthError("this call needs the X-Project-Key header", code="project_key_required")
             raise AuthError("credentials required", code="unauthenticated")
         request.state.principal = principal  # named in the request log line
-        throttle.enforce(request, principal.rate_key)
+        throttle.authenticated(request, principal.rate_key)
         if principal.kind not in self.kinds:
             raise Forbidden(f"{principal.kind} credentials cannot make this call")
         needed = self.required_scope

@@ -27,8 +27,10 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _refuse_unless(runtime: Runtime, budgets: list[Budget], *, dry_run: bool = False) -> None:
-    decision = runtime.rate_limiter.hit_all(budgets, dry_run=dry_run)
+def _refuse_unless(
+    runtime: Runtime, budgets: list[Budget], *, dry_run: bool = False, check: list[Budget] | None = None
+) -> None:
+    decision = runtime.rate_limiter.hit_all(budgets, dry_run=dry_run, check=check or ())
     if not decision.allowed:
         raise RateLimited("too many requests", retry_after=decision.retry_after)
 
@@ -52,6 +54,15 @@ def enforce(request: Request, credential: str) -> None:
     _refuse_unless(runtime, _request_budgets(runtime, credential, client_address(request)))
 
 
+def authenticated(request: Request, credential: str) -> None:
+    """`enforce` for credentials just checked, in one round trip: an address that failed to
+    authenticate too often is refused even with good credentials, as `before_authentication` would."""
+    runtime, address = _runtime(request), client_address(request)
+    _refuse_unless(
+        runtime, _request_budgets(runtime, credential, address), check=[_auth_failures(runtime, address)]
+    )
+
+
 def before_authentication(request: Request) -> None:
     """An address that failed to authenticate too often is refused before its credentials are checked."""
     runtime = _runtime(request)
@@ -61,6 +72,14 @@ def before_authentication(request: Request) -> None:
 def authentication_failed(request: Request) -> None:
     runtime = _runtime(request)
     runtime.rate_limiter.hit(*_auth_failures(runtime, client_address(request)))
+
+
+def credentials_refused(request: Request) -> None:
+    """`authentication_failed` for credentials checked before `before_authentication` (to spare it a
+    round trip): an address with no failure left is answered 429, as that check would have, not told
+    why its credentials failed."""
+    runtime = _runtime(request)
+    _refuse_unless(runtime, [_auth_failures(runtime, client_address(request))])
 
 
 def _failure_budgets(runtime: Runtime, identity: str, address: str) -> tuple[Budget, Budget]:

@@ -82,8 +82,8 @@ def pers_processes(env: dict[str, str], port: int, workers: int, logs: Path) -> 
         for name, command in commands:
             out = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
             procs.append((subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out), out))
-        try:
-            wait(lambda: reachable(port) or procs[0][0].poll() is not None, "pers api start", 60)
+        try:  # the port answers once an API process has imported the app: a minute or more when busy
+            wait(lambda: reachable(port) or procs[0][0].poll() is not None, "pers api start", 180)
         finally:
             if procs[0][0].poll() is not None:
                 raise PersError(

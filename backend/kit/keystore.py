@@ -13,7 +13,6 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eth_account import Account
 
 from backend.kit.errors import KeystoreError
 
@@ -85,6 +84,11 @@ class Keystore:
 
     def new_account(self, context: str) -> tuple[str, str]:
         """A fresh secp256k1 key: its address and the sealed private key. The key itself is not returned."""
+        # Imported here: eth_account builds py_ecc's pairing tables at import (seconds of CPU on a busy
+        # machine), and the settings import this module, so every `pers` process, the API's supervisor
+        # (which must listen at once) among them, paid for it.
+        from eth_account import Account
+
         account = Account.create()
         return account.address, self.seal(bytes(account.key), context)
 

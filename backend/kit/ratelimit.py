@@ -14,7 +14,9 @@ keeps two independent budgets.
 
 A request usually meets several budgets (its credential's and its address's): `hit_all` takes them
 together and spends all or none, so a request refused by one budget costs no other. With
-`dry_run`, it only says whether a request would be allowed (and what would remain).
+`dry_run`, it only says whether a request would be allowed (and what would remain); budgets given as
+`check` must allow the request too but are never spent (a request's failed-authentication budget is
+checked in the same round trip as its request budgets are spent).
 """
 
 import math
@@ -111,8 +113,11 @@ class RateLimiter(ABC):
         return self.hit_all([(key, rule)])
 
     @abstractmethod
-    def hit_all(self, budgets: Sequence[Budget], *, dry_run: bool = False) -> Decision:
-        """Counts one request against every budget if all of them allow it, else against none."""
+    def hit_all(
+        self, budgets: Sequence[Budget], *, dry_run: bool = False, check: Sequence[Budget] = ()
+    ) -> Decision:
+        """Counts one request against every budget if all of them (and every `check` budget, which is
+        never spent) allow it, else against none."""
 
 
 class MemoryRateLimiter(RateLimiter):
@@ -134,14 +139,16 @@ class MemoryRateLimiter(RateLimiter):
         with self._lock:
             return len(self._tats)
 
-    def hit_all(self, budgets: Sequence[Budget], *, dry_run: bool = False) -> Decision:
-        states = [((key, rule.limit, rule.window_us), rule) for key, rule in budgets]
+    def hit_all(
+        self, budgets: Sequence[Budget], *, dry_run: bool = False, check: Sequence[Budget] = ()
+    ) -> Decision:
+        states = [((key, rule.limit, rule.window_us), rule) for key, rule in [*budgets, *check]]
         with self._lock:
             now_us = math.floor(self._now() * _US)
             steps = [(state, _gcra(now_us, self._tats.get(state), rule)) for state, rule in states]
             decision = _combine([d for _, (d, _) in steps])
             if decision.allowed and not dry_run:
-                for state, (_, new_tat) in steps:
+                for state, (_, new_tat) in steps[: len(budgets)]:
                     assert new_tat is not None
                     self._tats[state] = new_tat
                 if len(self._tats) > self._sweep_above:
@@ -153,18 +160,20 @@ class MemoryRateLimiter(RateLimiter):
         self._sweep_above = max(self._min_sweep_size, 2 * len(self._tats))
 
 
-# KEYS: the state keys; ARGV: a dry-run flag, then each key's emission interval and burst tolerance
-# in µs. Returns {allowed (0/1), least remaining, µs until all allow}. Mirrors `_gcra` and
-# `_combine`, on Redis server time: nothing is written unless every key allows the request.
+# KEYS: the state keys, those to spend first; ARGV: a dry-run flag, how many keys to spend, then each
+# key's emission interval and burst tolerance in µs. Returns {allowed (0/1), least remaining, µs until
+# all allow}. Mirrors `_gcra` and `_combine`, on Redis server time: nothing is written unless every key
+# allows the request.
 _GCRA_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end -- Redis < 5: writes after TIME
 local dry_run = ARGV[1] == '1'
+local spent = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local new_tats, remaining, wait = {}, nil, 0
 for i = 1, #KEYS do
-  local emission = tonumber(ARGV[2 * i])
-  local tolerance = tonumber(ARGV[2 * i + 1])
+  local emission = tonumber(ARGV[2 * i + 1])
+  local tolerance = tonumber(ARGV[2 * i + 2])
   local tat = now
   local stored = redis.call('GET', KEYS[i])
   if stored then tat = math.max(tonumber(stored), now) end
@@ -177,7 +186,7 @@ for i = 1, #KEYS do
 end
 if wait > 0 then return {0, 0, wait} end
 if not dry_run then
-  for i = 1, #KEYS do
+  for i = 1, spent do
     -- '%.0f': tostring() would keep only 14 significant digits of a 16-digit µs timestamp.
     local ttl = math.ceil((new_tats[i] - now) / 1000)
     redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl)
@@ -200,10 +209,13 @@ class RedisRateLimiter(RateLimiter):
         """The Redis key holding the state of `key` under `rule`."""
         return f"{self._prefix}{key}:{rule.tag()}"
 
-    def hit_all(self, budgets: Sequence[Budget], *, dry_run: bool = False) -> Decision:
-        keys = [self.state_key(key, rule) for key, rule in budgets]
-        args = ["1" if dry_run else "0"]
-        for _, rule in budgets:
+    def hit_all(
+        self, budgets: Sequence[Budget], *, dry_run: bool = False, check: Sequence[Budget] = ()
+    ) -> Decision:
+        every = [*budgets, *check]
+        keys = [self.state_key(key, rule) for key, rule in every]
+        args = ["1" if dry_run else "0", str(len(budgets))]
+        for _, rule in every:
             args += [str(rule.emission_us), str(rule.tolerance_us)]
         try:
             reply = self._script(keys=keys, args=args)

@@ -2,7 +2,8 @@
 (rolled back on error), then the outbox jobs of that transaction are dispatched.
 
 Async, so opening the session (no I/O until its first statement) costs no trip through the thread
-pool; the commit and the dispatch (database and broker I/O) take one.
+pool; the commit and the dispatch (database and broker I/O) take one, or none for a route that
+runs its work `then_commit`: the work and the commit share one trip.
 
 At most `POOL_CAPACITY` requests hold a session at once; the others wait here, on the event loop.
 Otherwise, with more requests than worker threads, every thread could be blocked waiting for a pooled
@@ -12,7 +13,7 @@ thread to run their next step or their commit: nothing moves until the pool's 30
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -20,6 +21,9 @@ from starlette.concurrency import run_in_threadpool
 
 from backend.kit import outbox
 from backend.kit.db import POOL_CAPACITY
+
+T = TypeVar("T")
+_ENDED = "pers_request_ended"  # in `session.info`: committed or rolled back, and closed
 
 
 async def _session(request: Request) -> AsyncIterator[Session]:
@@ -29,9 +33,11 @@ async def _session(request: Request) -> AsyncIterator[Session]:
         try:
             yield session
         except BaseException:
-            await run_in_threadpool(_end, session, runtime.dispatch, commit=False)
+            if not session.info.get(_ENDED):
+                await run_in_threadpool(_end, session, runtime.dispatch, commit=False)
             raise
-        await run_in_threadpool(_end, session, runtime.dispatch, commit=True)
+        if not session.info.get(_ENDED):
+            await run_in_threadpool(_end, session, runtime.dispatch, commit=True)
 
 
 def _gate(request: Request) -> asyncio.Semaphore:
@@ -42,7 +48,26 @@ def _gate(request: Request) -> asyncio.Semaphore:
     return gate
 
 
+async def then_commit(request: Request, session: Session, work: Callable[[], T]) -> T:
+    """`work()` (sync, with I/O) and then the commit and dispatch, or the rollback if it raises, in one
+    trip through the thread pool instead of two: waking a pool thread is a good part of a short
+    request's CPU. What the dependency would do at the end of the request, done here."""
+    dispatch = request.app.state.runtime.dispatch
+
+    def run() -> T:
+        try:
+            result = work()
+        except BaseException:
+            _end(session, dispatch, commit=False)
+            raise
+        _end(session, dispatch, commit=True)
+        return result
+
+    return await run_in_threadpool(run)
+
+
 def _end(session: Session, dispatch: Callable[[uuid.UUID], None], *, commit: bool) -> None:
+    session.info[_ENDED] = True
     with session:  # closed, its connection back in the pool
         if not commit:
             session.rollback()

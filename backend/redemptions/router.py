@@ -55,7 +55,7 @@ def prepare_redeem(
 
 
 @router.post("/redeems", status_code=202, response_model=RedeemOut, responses=error_responses(404, 409))
-def create_redeem(
+async def create_redeem(
     body: RedeemCreate,
     request: Request,
     session: DbSession,
@@ -72,7 +72,7 @@ def create_redeem(
         return RedeemOut.model_validate(made).model_dump(mode="json", by_alias=True)
 
     dumped = body.model_dump(mode="json", by_alias=True)
-    return _idempotent(request, session, caller, idempotency_key, dumped, work)
+    return await _idempotent(request, session, caller, idempotency_key, dumped, work)
 
 
 @router.get("/redeems/me", response_model=Page[RedeemOut])

@@ -20,6 +20,7 @@ log = structlog.get_logger()
 # Set when operations are queued, by this process (`pers up`) or, through Postgres NOTIFY, another one.
 queued = threading.Event()
 CHANNEL = "pers_relay_queued"
+_NOTIFY = text(f"NOTIFY {CHANNEL}")
 
 
 def notify_changed(session: Session, ops: Sequence[Any], event_type: str) -> None:
@@ -44,7 +45,7 @@ def wake(session: Session) -> None:
     other processes' once it commits (Postgres delivers a NOTIFY at commit, and only then)."""
     queued.set()
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {CHANNEL}"))
+        session.execute(_NOTIFY)
 
 
 def listen(engine: Engine, stop: threading.Event) -> None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from eth_utils.address import to_checksum_address
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
+from sqlalchemy.orm.instrumentation import manager_of_class
 
 from backend.auth.principal import ADMIN, BUSINESS, USER, TenantScope
 from backend.businesses.models import Business
@@ -197,14 +198,18 @@ def submit_many(
     return results
 
 
+_TABLE = Operation.metadata.tables[Operation.__tablename__]
+_INSERT = insert(_TABLE)
+_UNSET = dict.fromkeys(_TABLE.c.keys())  # every row names every column (one statement for all)
+
+
 def _insert(session: Session, ops: list[Operation]) -> None:
-    """A batch's rows in multi-row INSERTs: the unit of work's bookkeeping per object costs more than
-    the rows themselves (the objects stay outside the session, as the answer's records)."""
+    """Operation rows by a Core INSERT (multi-row for a batch): the unit of work's bookkeeping per
+    object costs more than the rows themselves (the objects stay outside the session, as the answer's
+    records)."""
     try:
-        table = Operation.metadata.tables[Operation.__tablename__]
-        unset = dict.fromkeys(table.c.keys())  # every row names every column (one statement for all)
-        rows = [unset | {k: v for k, v in vars(op).items() if k[0] != "_"} for op in ops]
-        session.execute(insert(table), rows)
+        rows = [{k: v for k, v in vars(op).items() if k[0] != "_"} for op in ops]
+        session.execute(_INSERT, rows)
     except IntegrityError as exc:  # the same signed group, submitted at the same moment elsewhere
         raise _ref_used() from exc
 
@@ -253,8 +258,8 @@ def accept(context: _Context, body: TransactionCreate, *, flush: bool = True) ->
     if flush:  # one operation on its own; a batch inserts its rows together
         if _reused_refs(context.session, [op]):
             raise _ref_used()
-        context.session.add(op)
-        _flush(context.session)
+        _flush(context.session)  # what the checks added (a business's link to a user it serves)
+        _insert(context.session, [op])
         events.wake(context.session)
     return op
 
@@ -287,7 +292,7 @@ def _draft(context: _Context, token: TokenType, body: Movement) -> Operation:
     if recipient is not None and business is not None and recipient.id not in context.linked:
         link_user(context.session, scope, business, recipient.id)  # the business serves them
         context.linked.add(recipient.id)
-    return Operation(
+    return _new_operation(
         id=uuid.uuid4(),
         tenant_id=scope.tenant_id,
         environment=scope.environment,
@@ -304,6 +309,20 @@ def _draft(context: _Context, token: TokenType, body: Movement) -> Operation:
         status="queued",
         created_at=utcnow(),
     )
+
+
+_OPERATIONS = manager_of_class(Operation)
+
+
+def _new_operation(**values: object) -> Operation:
+    """An operation built the way the ORM builds a row it loads, without `__init__`'s attribute events
+    (which cost more than inserting the row), every column set (an unset one is slow to read): it
+    never joins a session, its row goes in by a Core INSERT (`_insert`)."""
+    if not Operation.__mapper__.configured:  # its attributes need the mapper
+        configure_mappers()
+    op: Operation = _OPERATIONS.new_instance()
+    op.__dict__.update(_UNSET | values)
+    return op
 
 
 def _platform_signer(context: _Context, op: Operation, body: TransactionCreate) -> None:

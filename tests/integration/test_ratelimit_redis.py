@@ -131,3 +131,11 @@ def test_hit_all_spends_every_budget_or_none(client: redis.Redis, prefix: str) -
     assert [rl.hit_all(budgets).allowed for _ in range(3)] == [True, True, False]
     assert rl.hit_all([("addr:1", large)], dry_run=True).remaining == 7  # refusals and dry runs spent nothing
     assert rl.hit("addr:1", large).remaining == 7
+
+
+def test_checked_budgets_must_allow_and_are_never_spent(client: redis.Redis, prefix: str) -> None:
+    rl, rule, failures = RedisRateLimiter(client, prefix), Rule(10, 60), Rule(1, 60)
+    assert rl.hit_all([("key:a", rule)], check=[("fail:1", failures)]).allowed
+    assert rl.hit("fail:1", failures).allowed  # the check spent nothing: its one request is still there
+    assert not rl.hit_all([("key:a", rule)], check=[("fail:1", failures)]).allowed
+    assert rl.hit("key:a", rule).remaining == 8  # the refusal spent nothing either

@@ -205,3 +205,12 @@ def test_a_dry_run_spends_nothing() -> None:
     rl, rule = limiter(Clock()), Rule(1, 60)
     assert rl.hit_all([(KEY, rule)], dry_run=True) == Decision(True, 0, 0)
     assert rl.hit(KEY, rule).allowed and not rl.hit_all([(KEY, rule)], dry_run=True).allowed
+
+
+def test_checked_budgets_must_allow_and_are_never_spent() -> None:
+    rl, rule, failures = limiter(Clock()), Rule(10, 60), Rule(1, 60)
+    assert rl.hit_all([(KEY, rule)], check=[("fail:1", failures)]) == Decision(True, 0, 0)
+    assert rl.hit("fail:1", failures).allowed  # the check spent nothing: its one request is still there
+    refused = rl.hit_all([(KEY, rule)], check=[("fail:1", failures)])
+    assert not refused.allowed and refused.retry_after == 60
+    assert rl.hit(KEY, rule).remaining == 8  # the refusal spent nothing either
