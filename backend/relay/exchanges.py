@@ -31,7 +31,7 @@ from backend.chain.deploy import FACTORY, ROUTER
 from backend.kit import jobs
 from backend.kit.db import utcnow
 from backend.relay import events
-from backend.relay.lanes import broadcast, lane_lease, open_lanes
+from backend.relay.lanes import broadcast, lane_lease, open_lanes, sign_on_lane
 from backend.relay.models import Exchange, Lane, Operation, RelayerTransaction
 from backend.relay.service import chain_operation, domain_of
 from backend.runtime import Runtime
@@ -151,35 +151,8 @@ class ExchangePump:
             signed = signed[: max(1, len(signed) // 2)]
         if not signed:
             return None
-        max_fee, tip = chain.fees()
-        tx: dict[str, Any] = {
-            "type": 2,
-            "chainId": chain.network.chain_id,
-            "nonce": lane.next_nonce,
-            "to": contract.address,
-            "data": data,
-            "gas": min(int(estimate * GAS_HEADROOM), chain.network.tx_gas_cap),
-            "maxFeePerGas": max_fee,
-            "maxPriorityFeePerGas": tip,
-            "value": 0,
-        }
-        raw_tx = account.sign_transaction(tx)
-        record = RelayerTransaction(
-            id=uuid.uuid4(),
-            lane_id=lane.id,
-            network=lane.network,
-            contract_address=contract.address,
-            nonce=lane.next_nonce,
-            tx_hash=raw_tx.hash.to_0x_hex(),
-            raw=bytes(raw_tx.raw_transaction),
-            max_fee_per_gas=int(max_fee),
-            max_priority_fee_per_gas=int(tip),
-            status="pending",
-            broadcast_at=utcnow(),
-        )
-        session.add(record)
-        session.flush()
-        lane.next_nonce += 1
+        gas = int(estimate * GAS_HEADROOM)
+        record = sign_on_lane(session, chain, lane, account, contract.address, data, gas)
         submitted_ops = []
         for x, _ in signed:
             x.status, x.relayer_tx_id, x.tx_hash = "submitted", record.id, record.tx_hash

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from eth_account import Account
@@ -117,6 +118,43 @@ def lane_lease(engine: Engine) -> Iterator[None]:
         return
     with _sqlite_lease:
         yield
+
+
+def sign_on_lane(
+    session: Session, chain: Chain, lane: Lane, account: LocalAccount, to: str, data: str, gas: int
+) -> RelayerTransaction:
+    """An EIP-1559 transaction to `to` with the lane's next nonce, signed and stored (raw bytes and hash)
+    in the caller's unit of work, the lane advanced: the caller commits, and only then broadcasts."""
+    max_fee, tip = chain.fees()
+    tx: dict[str, Any] = {
+        "type": 2,
+        "chainId": chain.network.chain_id,
+        "nonce": lane.next_nonce,
+        "to": to,
+        "data": data,
+        "gas": min(gas, chain.network.tx_gas_cap),
+        "maxFeePerGas": max_fee,
+        "maxPriorityFeePerGas": tip,
+        "value": 0,
+    }
+    signed = account.sign_transaction(tx)
+    record = RelayerTransaction(
+        id=uuid.uuid4(),
+        lane_id=lane.id,
+        network=lane.network,
+        contract_address=to,
+        nonce=lane.next_nonce,
+        tx_hash=signed.hash.to_0x_hex(),
+        raw=bytes(signed.raw_transaction),
+        max_fee_per_gas=int(max_fee),
+        max_priority_fee_per_gas=int(tip),
+        status="pending",
+        broadcast_at=utcnow(),
+    )
+    session.add(record)
+    session.flush()  # the operations point at it
+    lane.next_nonce += 1
+    return record
 
 
 def broadcast(chain: Chain, raw: bytes) -> None:

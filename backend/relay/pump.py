@@ -58,7 +58,7 @@ from backend.kit.db import utcnow
 from backend.ops import metrics
 from backend.relay import events
 from backend.relay.encoding import EncodedGroup, as_bytes, as_int, encode_operation, execute_data, field
-from backend.relay.lanes import broadcast, lane_lease, open_lanes
+from backend.relay.lanes import broadcast, lane_lease, open_lanes, sign_on_lane
 from backend.relay.models import Lane, Operation, RelayerTransaction
 from backend.relay.recovery import consumed, recover
 from backend.relay.service import domain_of
@@ -318,35 +318,7 @@ class Pump:
             gas += RECEIVER_GAS * sum(
                 1 for op in ops if int(op.to_address, 16) and self._code(chain, op.to_address)
             )
-        max_fee, tip = chain.fees()
-        tx: dict[str, Any] = {
-            "type": 2,
-            "chainId": chain.network.chain_id,
-            "nonce": lane.next_nonce,
-            "to": contract.address,
-            "data": data,
-            "gas": min(gas, chain.network.tx_gas_cap),
-            "maxFeePerGas": max_fee,
-            "maxPriorityFeePerGas": tip,
-            "value": 0,
-        }
-        signed = account.sign_transaction(tx)
-        record = RelayerTransaction(
-            id=uuid.uuid4(),
-            lane_id=lane.id,
-            network=lane.network,
-            contract_address=contract.address,
-            nonce=lane.next_nonce,
-            tx_hash=signed.hash.to_0x_hex(),
-            raw=bytes(signed.raw_transaction),
-            max_fee_per_gas=int(max_fee),
-            max_priority_fee_per_gas=int(tip),
-            status="pending",
-            broadcast_at=utcnow(),
-        )
-        session.add(record)
-        session.flush()  # the operations point at it
-        lane.next_nonce += 1
+        record = sign_on_lane(session, chain, lane, account, contract.address, data, gas)
         submitted = {
             "status": "submitted",
             "relayer_tx_id": record.id,
