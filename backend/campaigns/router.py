@@ -34,11 +34,10 @@ from backend.campaigns.schemas import (
     TriggerSourceCreate,
     TriggerSourceOut,
 )
-from backend.kit.api import Page, Paging, error_responses
+from backend.kit.api import Page, Paging, app_settings, error_responses
 from backend.kit.errors import PersError
 from backend.kit.keystore import Keystore
 from backend.kit.session import DbSession
-from backend.settings import Settings
 
 ERRORS = error_responses(400, 401, 403, 422, 429)
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=ERRORS)
@@ -55,11 +54,6 @@ ClaimReader = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR, BUSINESS, USER))
 UserAuth = Annotated[Principal, Depends(Auth(USER))]
 BusinessAuth = Annotated[Principal, Depends(Auth(BUSINESS))]
 Reporter = Annotated[Principal, Depends(Auth(ADMIN, BUSINESS, scope="events:write"))]
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.runtime.settings
-    return settings
 
 
 def _keystore(request: Request) -> Keystore:
@@ -84,7 +78,7 @@ def list_tags(session: DbSession, caller: Staff) -> list[str]:
 def create_claim(body: ClaimCreate, request: Request, session: DbSession, caller: Claimer) -> ClaimOut:
     """Claim a campaign (through its manual trigger) or a QR source (with its payload): every rule is
     checked and the claim and its mints are queued together; the claim then follows its mints."""
-    claim = claims.create_claim(session, _settings(request), _keystore(request), caller, body)
+    claim = claims.create_claim(session, app_settings(request), _keystore(request), caller, body)
     return ClaimOut.model_validate(claim)
 
 
@@ -268,7 +262,7 @@ def issue_payload(source_id: str, request: Request, session: DbSession, caller: 
 def report_event(body: EventCreate, request: Request, session: DbSession, caller: Reporter) -> EventOut:
     """A user's action: fires the matching active `api_event` triggers; a repeated `id` gets the first
     answer."""
-    return events.process(session, _settings(request), caller, body)
+    return events.process(session, app_settings(request), caller, body)
 
 
 @events_router.post("/batch", status_code=202, response_model=EventBatchOut)
@@ -276,7 +270,7 @@ def report_events(body: EventBatch, request: Request, session: DbSession, caller
     """Up to 1,000 events, each processed or refused on its own (`status` per item)."""
     if len(body.events) > MAX_EVENT_BATCH:
         raise PersError(f"a batch holds at most {MAX_EVENT_BATCH} events", code="batch_too_large", status=422)
-    settings, items = _settings(request), []
+    settings, items = app_settings(request), []
     for index, raw in enumerate(body.events):
         try:
             with session.begin_nested():

@@ -1,7 +1,7 @@
 """HTTP conventions shared by every router: camelCase schemas, error bodies, pagination."""
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 from fastapi import Query, Request
 from fastapi.dependencies.models import Dependant
@@ -12,6 +12,9 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from backend.kit.errors import PersError
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
 
 T = TypeVar("T")
 
@@ -106,3 +109,9 @@ def _query_names(dependant: Dependant) -> set[str]:
     for dependency in dependant.dependencies:
         names |= _query_names(dependency)
     return names
+
+
+def app_settings(request: Request) -> "Settings":
+    """The running app's settings (its runtime's), for routes that hand them to a service."""
+    settings: Settings = request.app.state.runtime.settings
+    return settings

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, PROJECT, USER, AdminAuth, Auth, Principal
-from backend.kit.api import Page, Paging, error_responses
+from backend.kit.api import Page, Paging, app_settings, error_responses
 from backend.kit.errors import PersError
 from backend.kit.session import DbSession
 from backend.redemptions import service
@@ -17,7 +17,7 @@ from backend.redemptions.schemas import (
     RedemptionOut,
     RedemptionUpdate,
 )
-from backend.relay.router import IdempotencyKey, _idempotent, _settings
+from backend.relay.router import IdempotencyKey, idempotent_answer
 
 router = APIRouter(
     prefix="/v1/redemptions", tags=["redemptions"], responses=error_responses(400, 401, 403, 422, 429)
@@ -51,7 +51,7 @@ def prepare_redeem(
     `ExchangeLeg` for an exchange, an `Operations` group for a catalog offer); post the redeem back
     with its `ref`, `deadline`, `exchangeRef` and the signature."""
     assert caller.subject_id is not None
-    return service.prepare(session, _settings(request), caller.tenant, caller.subject_id, body)
+    return service.prepare(session, app_settings(request), caller.tenant, caller.subject_id, body)
 
 
 @router.post("/redeems", status_code=202, response_model=RedeemOut, responses=error_responses(404, 409))
@@ -64,7 +64,7 @@ async def create_redeem(
 ) -> JSONResponse:
     """Redeem an offer with a managed wallet: `PENDING`, then `PROCESSING` once sent, then `COMPLETED`
     or `FAILED` (the stock given back), following its operations."""
-    settings = _settings(request)
+    settings = app_settings(request)
     assert caller.subject_id is not None
 
     def work() -> dict[str, Any]:
@@ -72,7 +72,7 @@ async def create_redeem(
         return RedeemOut.model_validate(made).model_dump(mode="json", by_alias=True)
 
     dumped = body.model_dump(mode="json", by_alias=True)
-    return await _idempotent(request, session, caller, idempotency_key, dumped, work)
+    return await idempotent_answer(request, session, caller, idempotency_key, dumped, work)
 
 
 @router.get("/redeems/me", response_model=Page[RedeemOut])

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import Select, or_, select
 
 from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, Auth, Principal
-from backend.kit.api import Page, Paging, error_responses
+from backend.kit.api import Page, Paging, app_settings, error_responses
 from backend.kit.errors import NotFound, PersError
 from backend.kit.session import DbSession, then_commit
 from backend.kit.types import Address
@@ -29,7 +29,6 @@ from backend.relay.schemas import (
     TransactionOut,
     record,
 )
-from backend.settings import Settings
 from backend.users.models import User
 
 router = APIRouter(
@@ -51,7 +50,7 @@ def _actor(caller: Principal) -> service.Actor:
     return service.Actor(caller.kind, caller.subject_id)
 
 
-async def _idempotent(
+async def idempotent_answer(
     request: Request, session: DbSession, caller: Principal, key: str | None, body: Any, work: Any
 ) -> JSONResponse:
     """`work()`'s answer, or the first answer to the same key and body; the work and the commit take
@@ -74,7 +73,7 @@ def prepare(body: Movement, request: Request, session: DbSession, caller: Mover)
     """The EIP-712 typed data (`eth_signTypedData_v4`) of a one-operation group for its signer: a
     holder's transfer or burn, or a mint by a business that keeps its own signer. The ref and deadline
     are fixed here; post the operation back with them and the signature."""
-    return service.prepare(session, _settings(request), caller.tenant, _actor(caller), body)
+    return service.prepare(session, app_settings(request), caller.tenant, _actor(caller), body)
 
 
 @router.post("", status_code=202, response_model=TransactionOut, responses=error_responses(404, 409))
@@ -87,13 +86,13 @@ async def create(
 ) -> JSONResponse:
     """Queue one operation: a business's mint (its custodial signer signs), an admin's mint for a
     business, a holder's signed transfer or burn, or a managed-wallet user's (the platform signs)."""
-    settings = _settings(request)
+    settings = app_settings(request)
 
     def work() -> dict[str, Any]:
         return record(service.submit(session, settings, caller.tenant, _actor(caller), body))
 
     dumped = body.model_dump(mode="json", by_alias=True)
-    return await _idempotent(request, session, caller, idempotency_key, dumped, work)
+    return await idempotent_answer(request, session, caller, idempotency_key, dumped, work)
 
 
 @router.post("/batch", status_code=202, response_model=BatchOut, responses=error_responses(409))
@@ -107,7 +106,7 @@ async def create_batch(
     """Up to 1,000 operations, each accepted or refused on its own (`status` per item)."""
     if len(body.operations) > MAX_BATCH:
         raise PersError(f"a batch holds at most {MAX_BATCH} operations", code="batch_too_large", status=422)
-    settings = _settings(request)
+    settings = app_settings(request)
 
     def work() -> dict[str, Any]:
         items: list[dict[str, Any] | None] = [None] * len(body.operations)
@@ -134,18 +133,13 @@ async def create_batch(
         accepted = sum(1 for i in done if i["status"] == 202)
         return {"accepted": accepted, "refused": len(done) - accepted, "data": done}
 
-    return await _idempotent(request, session, caller, idempotency_key, body.operations, work)
+    return await idempotent_answer(request, session, caller, idempotency_key, body.operations, work)
 
 
 def _code(error: Any) -> str:
     from backend.app import validation_code
 
     return validation_code(error)
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.runtime.settings
-    return settings
 
 
 @router.get("/me", response_model=Page[TransactionOut])
@@ -203,7 +197,7 @@ def list_transactions(
     )
     with_external = caller.kind in (ADMIN, AUDITOR)
     return history.page(
-        session, _settings(request), caller.tenant, query, filters, paging, with_external=with_external
+        session, app_settings(request), caller.tenant, query, filters, paging, with_external=with_external
     )
 
 
