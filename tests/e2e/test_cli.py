@@ -176,7 +176,7 @@ def test_up_serves_health_and_openapi_and_stops_cleanly(tmp_path: Path, stop: si
             mirrored["head"] >= mirrored["block"] >= 0
             and mirrored["lagBlocks"] == mirrored["head"] - mirrored["block"]
         )
-        spec = httpx.get(f"{up.base}/openapi.json").json()
+        spec = httpx.get(f"{up.base}/openapi.json", timeout=60).json()  # built on first use: slow when busy
         assert {"/healthz", "/readyz", "/v1/tenants", "/v1/auth/token"} <= set(spec["paths"])
         assert httpx.get(f"{up.base}/docs").status_code == 200
         missing_route = httpx.get(f"{up.base}/v1/nothing")
