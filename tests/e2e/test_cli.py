@@ -72,6 +72,7 @@ def test_chain_deploy_is_idempotent_on_anvil(tmp_path: Path, anvil_url: str) -> 
         "TokenFactory",
         "CreditTokenImplementation",
         "RewardsTokenImplementation",
+        "ExchangeRouter",
     }
     w3 = Web3(Web3.HTTPProvider(anvil_url))
     assert all(len(w3.eth.get_code(a)) > 0 for a in deployed["contracts"].values())
@@ -117,14 +118,14 @@ def test_gas_benchmark_meets_the_bars(tmp_path: Path) -> None:
 class Up:
     """A `pers up --demo` process: waits until it serves, reads what it printed."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / f"up-{self.port}.log"
         self.handle = open(self.log, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [*PERS, "up", "--port", str(self.port), "--demo"],
-            env=environment(tmp_path),
+            env=environment(tmp_path, **env),
             cwd=PROJECT_ROOT,
             stdout=self.handle,
             stderr=subprocess.STDOUT,
