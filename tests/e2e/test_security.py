@@ -273,11 +273,15 @@ def test_a_nonce_flood_does_not_block_the_tenants_other_users(
         def nonce() -> int:
             return attacker.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).status_code
 
+        started = time.monotonic()
         with flooding(nonce) as still:
             for _ in range(5):
                 assert user.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).status_code == 201
                 assert user.get("/v1/tokens", headers=tenant.with_project()).status_code == 200
-        assert set(still) == {429}
+        # The key's budget (50 a minute) refills one request every 1.2 s while the flood goes on: the
+        # attacker gets those and nothing more.
+        refilled = (time.monotonic() - started) / 1.2 + 1
+        assert set(still) <= {201, 429} and still.count(201) <= refilled and still.count(429) > refilled
 
 
 # --- 3. a burst of sign-ins leaves the rest of the API alone ----------------------------------------
@@ -294,9 +298,9 @@ def test_a_sign_in_burst_neither_stalls_the_api_nor_exhausts_memory(
             return admin_login(client, tenant, f"burst {i}").status_code
 
     waits = []
-    with ThreadPoolExecutor(120) as pool, api.client(loopback(), timeout=1.0) as health:
+    with ThreadPoolExecutor(120) as pool, api.client(loopback(), timeout=10.0) as health:
         burst = pool.map(attempt, range(120))
-        for _ in range(20):  # a timeout (1 s) fails the test
+        for _ in range(20):  # a stalled API (no answer in 10 s, on a machine busy with other suites) fails
             started = time.perf_counter()
             assert health.get("/healthz").status_code == 200
             waits.append(time.perf_counter() - started)
