@@ -57,18 +57,21 @@ def _utc(moment: datetime) -> datetime:
 
 def window(start: datetime | None, end: datetime | None, interval: Interval) -> Window:
     """The range asked for (the last 30 days by default), refused if reversed or over 1,000 buckets."""
-    end = _utc(end) if end else datetime.now(UTC)
-    start = _utc(start) if start else end - timedelta(days=DEFAULT_DAYS)
-    if start > end:
-        raise _invalid("`from` is after `to`", "invalid_range")
-    day, last, buckets = _first_day(start.date(), interval), end.date(), list[str]()
-    while day <= last:
-        if len(buckets) == MAX_BUCKETS:
-            raise _invalid(
-                f"the range makes more than {MAX_BUCKETS} buckets: widen the interval", "too_many_buckets"
-            )
-        buckets.append(day.isoformat())
-        day = _next_day(day, interval)
+    try:
+        end = _utc(end) if end else datetime.now(UTC)
+        start = _utc(start) if start else end - timedelta(days=DEFAULT_DAYS)
+        if start > end:
+            raise _invalid("`from` is after `to`", "invalid_range")
+        day, last, buckets = _first_day(start.date(), interval), end.date(), list[str]()
+        while day <= last:
+            if len(buckets) == MAX_BUCKETS:
+                raise _invalid(
+                    f"the range makes more than {MAX_BUCKETS} buckets: widen the interval", "too_many_buckets"
+                )
+            buckets.append(day.isoformat())
+            day = _next_day(day, interval)
+    except (OverflowError, ValueError):  # a date at the calendar's ends
+        raise _invalid("the range runs past the calendar's ends", "invalid_range") from None
     return Window(start, end, interval, buckets)
 
 
