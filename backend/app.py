@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from backend import __doc__ as description
+from backend.analytics.router import router as analytics_router
 from backend.audit.router import router as audit_router
 from backend.auth.router import admins as admins_router
 from backend.auth.router import router as auth_router
@@ -59,6 +60,7 @@ ROUTERS = (
     sources_router,
     engagements_router,
     events_router,
+    analytics_router,
 )
 
 

@@ -716,6 +716,9 @@ SAMPLES: dict[RouteKey, Sampler] = {
     ("GET", "/v1/tokens"): one(),
     ("GET", "/v1/tokens/{token_id}"): one(),
     ("GET", "/v1/tokens/{token_id}/holders"): one(),
+    ("GET", "/v1/analytics/overview"): one(),
+    ("GET", "/v1/analytics/campaigns/{campaign_id}"): one(),
+    ("GET", "/v1/analytics/tokens/{token_id}"): one(),
     ("GET", "/v1/balances/accounts/{address}"): one(),
     ("GET", "/v1/users/me/balances"): one(),
     ("GET", "/v1/audit/events"): lambda s, c: [

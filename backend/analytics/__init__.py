@@ -1,0 +1,1 @@
+"""Tenant analytics: claims, tokens moved, redeems and gas over a time range, in time buckets."""
