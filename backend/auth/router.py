@@ -14,6 +14,7 @@ from backend.auth.principal import (
     Auth,
     Principal,
     ProjectAuth,
+    identify,
     project_environment,
     project_key_scheme,
 )
@@ -24,6 +25,7 @@ from backend.auth.schemas import (
     AdminOut,
     AdminUpdate,
     BusinessLogin,
+    ManagedUserLogin,
     Me,
     NonceOut,
     PasswordChange,
@@ -103,7 +105,8 @@ def _attempt(
 def token(
     body: TokenRequest, request: Request, session: DbSession, x_project_key: ProjectKey = None
 ) -> TokenPair:
-    """Sign in: `admin` (email + password) or `user` (SIWE) with the project key; `business` (API key)."""
+    """Sign in: `admin` (email + password) or `user` (SIWE) with the project key; `business` (API key);
+    `managed_user` (a business, with its own credential, opens a short session for a managed-wallet user)."""
     runtime = _runtime(request)
     if isinstance(body, AdminLogin):
         email = body.email.lower()
@@ -126,6 +129,19 @@ def token(
         return _attempt(
             request, "business", prefix, f"business:{secret_hash(api_key)[:16]}", sign_in_business
         )
+    if isinstance(body, ManagedUserLogin):
+        user_id = body.user_id
+        headers = request.headers
+
+        def sign_in_managed_user() -> TokenPair:
+            credential = (headers.get("authorization"), headers.get("x-api-key"), x_project_key)
+            caller = identify(request, session, *credential)
+            if caller is None:
+                raise AuthError("a business credential is required", code="unauthenticated")
+            return service.login_managed_user(session, runtime, caller, user_id)
+
+        identity = f"managed_user:{throttle.client_address(request)}"
+        return _attempt(request, "managed_user", str(user_id), identity, sign_in_managed_user)
     message = body.message
     signature = bytes.fromhex(body.signature[2:])
 

@@ -27,7 +27,17 @@ class BusinessLogin(Input):
     api_key: str = Field(min_length=1, max_length=128)
 
 
-TokenRequest = Annotated[AdminLogin | UserLogin | BusinessLogin, Field(discriminator="auth_type")]
+class ManagedUserLogin(Input):
+    """A business opens a short session for one of its managed-wallet users (who has no wallet to sign
+    SIWE with); the business's own credential (secret key or session) goes in the headers."""
+
+    auth_type: Literal["managed_user"]
+    user_id: uuid.UUID
+
+
+TokenRequest = Annotated[
+    AdminLogin | UserLogin | BusinessLogin | ManagedUserLogin, Field(discriminator="auth_type")
+]
 
 
 class RefreshRequest(Input):

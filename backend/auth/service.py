@@ -25,7 +25,17 @@ from backend.auth.credentials import (
     secret_hash,
 )
 from backend.auth.models import Admin, RefreshToken, SiweNonce
-from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, TenantScope, find_api_key, same_project
+from backend.auth.principal import (
+    ADMIN,
+    AUDITOR,
+    BUSINESS,
+    USER,
+    Forbidden,
+    Principal,
+    TenantScope,
+    find_api_key,
+    same_project,
+)
 from backend.auth.schemas import AdminCreate, AdminUpdate, TokenPair
 from backend.businesses.models import ApiKey, Business
 from backend.kit.db import unit_of_work, utcnow
@@ -34,6 +44,7 @@ from backend.kit.scope import get_scoped
 from backend.runtime import Runtime
 from backend.tenants.models import Tenant, TenantEnvironment
 from backend.users import service as users
+from backend.users.models import User, UserLink
 from backend.users.schemas import UserFind
 
 ADMIN_KINDS = {"TENANT_ADMIN": ADMIN, "AUDITOR": AUDITOR}
@@ -48,12 +59,13 @@ def issue_session(
     scopes: tuple[str, ...] = (),
     family: RefreshToken | None = None,
     api_key_id: uuid.UUID | None = None,
+    lifetime: int | None = None,
 ) -> TokenPair:
     """A new access token and refresh token: a new session, or the next link of `family`'s. However
-    often it is refreshed, a session ends `session_lifetime` after its sign-in."""
+    often it is refreshed, a session ends `lifetime` (default `session_lifetime`) after its sign-in."""
     settings = runtime.settings
     family_id = family.family_id if family else uuid.uuid4()
-    session_end = family.session_expires_at if family else expiry(settings.session_lifetime)
+    session_end = family.session_expires_at if family else expiry(lifetime or settings.session_lifetime)
     refresh_end = min(expiry(settings.refresh_token_ttl), session_end)
     access_end = min(expiry(settings.access_token_ttl), session_end)
     claims = AccessClaims(
@@ -109,6 +121,31 @@ def login_business(
     scope = TenantScope(key.tenant_id, key.environment)
     same_project(project, scope)
     return issue_session(session, runtime, BUSINESS, business.id, scope, tuple(key.scopes), api_key_id=key.id)
+
+
+def login_managed_user(
+    session: Session, runtime: Runtime, caller: Principal, user_id: uuid.UUID
+) -> TokenPair:
+    """A session for a managed-wallet user the calling business serves (docs/adr/0004): it ends with
+    its access token, so the business opens a new one rather than holding a long-lived session."""
+    if caller.kind != BUSINESS:
+        raise Forbidden("a business opens a managed user's session", code="business_credential_required")
+    if "users:write" not in caller.scopes:
+        raise Forbidden(
+            "the API key lacks the scope users:write", code="insufficient_scope", scope="users:write"
+        )
+    scope = caller.tenant
+    served = select(UserLink.id).where(UserLink.business_id == caller.subject_id, UserLink.user_id == user_id)
+    user = session.get(User, user_id)
+    if user is None or (user.tenant_id, user.environment) != (scope.tenant_id, scope.environment):
+        raise Forbidden("the business does not serve this user", code="user_not_served")
+    if session.scalar(served) is None:
+        raise Forbidden("the business does not serve this user", code="user_not_served")
+    if user.wallet_key_sealed is None:
+        raise Forbidden(
+            "this user keeps their own wallet: they sign in with it (SIWE)", code="user_not_managed"
+        )
+    return issue_session(session, runtime, USER, user.id, scope, lifetime=runtime.settings.access_token_ttl)
 
 
 def new_nonce(session: Session, runtime: Runtime, env: TenantEnvironment) -> SiweNonce:

@@ -238,3 +238,54 @@ def test_auditors_read_but_do_not_write(platform: Platform, tenant: TenantSessio
 def _user_count(platform: Platform, tenant: TenantSession) -> int:
     total: int = platform.client.get("/v1/users", headers=tenant.admin_headers).json()["meta"]["total"]
     return total
+
+
+def test_a_business_opens_a_session_for_a_managed_wallet_user_it_serves(embedded_platform: Platform) -> None:
+    """`authType: managed_user`: a user without a wallet to sign with gets a short session from a business
+    that serves them; refused for own-wallet users, users it does not serve, and other tenants' users."""
+    platform, client = embedded_platform, embedded_platform.client
+    tenant, other = create_tenant(platform), create_tenant(platform, "Other")
+
+    def shop(on: TenantSession, scopes: list[str] | None = None) -> dict[str, str]:
+        business = client.post("/v1/businesses", json={"name": "Shop"}, headers=on.admin_headers).json()
+        key = client.post(
+            f"/v1/businesses/{business['id']}/api-keys", json={"scopes": scopes}, headers=on.admin_headers
+        )
+        return {"X-API-Key": key.json()["key"]}
+
+    mall, neighbour, foreign = shop(tenant), shop(tenant), shop(other)
+    ada = client.post("/v1/users", json={"externalId": "ada"}, headers=mall).json()
+    stranger = client.post("/v1/users", json={"externalId": "eve"}, headers=foreign).json()
+    wallet = Account.create()
+    owner = bearer(siwe_sign_in(platform, tenant, wallet).json()["accessToken"])
+    own = client.get("/v1/users/me", headers=owner).json()
+    client.post("/v1/users", json={"walletAddress": wallet.address}, headers=mall)  # served, own wallet
+
+    def open_for(user_id: str, headers: dict[str, str]) -> object:
+        return client.post(
+            "/v1/auth/token", json={"authType": "managed_user", "userId": user_id}, headers=headers
+        )
+
+    opened = open_for(ada["id"], mall)
+    assert opened.status_code == 200, opened.text  # type: ignore[attr-defined]
+    session = opened.json()  # type: ignore[attr-defined]
+    assert (session["subjectKind"], session["subjectId"]) == ("user", ada["id"])
+    assert 0 < session["expiresIn"] <= 900
+    me = client.get("/v1/users/me", headers=bearer(session["accessToken"])).json()
+    assert (me["id"], me["managedWallet"]) == (ada["id"], True)
+    # A business session opens one too; the session ends with its access token (no long refresh).
+    exchanged = client.post("/v1/auth/token", json={"authType": "business", "apiKey": mall["X-API-Key"]})
+    assert open_for(ada["id"], bearer(exchanged.json()["accessToken"])).status_code == 200  # type: ignore[attr-defined]
+    refused = [
+        (open_for(own["id"], mall), 403, "user_not_managed"),
+        (open_for(ada["id"], neighbour), 403, "user_not_served"),
+        (open_for(stranger["id"], mall), 403, "user_not_served"),
+        (open_for(ada["id"], shop(tenant, ["users:read"])), 403, "insufficient_scope"),
+        (open_for(ada["id"], tenant.admin_headers), 403, "business_credential_required"),
+        (open_for(ada["id"], {}), 401, "unauthenticated"),
+        (open_for(ada["id"], {"X-API-Key": "sk_test_nope"}), 401, "invalid_api_key"),
+        (open_for(ada["id"], {**mall, "X-Project-Key": other.project_key}), 403, "tenant_mismatch"),
+        (open_for("not-a-uuid", mall), 422, "invalid_type"),
+    ]
+    for answer, status, expected in refused:
+        assert (answer.status_code, code(answer)) == (status, expected), answer.text  # type: ignore[attr-defined]
