@@ -228,8 +228,9 @@ def up(
     if generated_token:
         why = "a new one each run, the previous run's no longer works" if restarted else "this run only"
         console.print(f"  operator token ({why}; set PERS_OPERATOR_TOKEN to keep one): {generated_token}")
-    if demo:
-        _seed_demo(runtime)
+    if demo:  # through the API, once it answers
+        operator = settings.operator_token.get_secret_value()
+        threading.Thread(target=_seed_demo, args=(_local_url(host, port), operator), daemon=True).start()
     sys.stdout.flush()
     from backend.app import create_app
 
@@ -243,31 +244,59 @@ def up(
     console.print("stopped")
 
 
-def _seed_demo(runtime: "Runtime") -> None:
-    """A `demo` tenant, created on the first `--demo` run (its admin password is shown that once)."""
-    from sqlalchemy import select
+def _local_url(host: str, port: int) -> str:
+    """Where this process serves, as a client on the same machine reaches it."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-    from backend.kit import outbox
-    from backend.kit.db import unit_of_work
-    from backend.tenants import service
-    from backend.tenants.models import Tenant
-    from backend.tenants.schemas import TenantCreate
 
-    with unit_of_work(runtime.sessions) as session:
-        tenant = session.scalar(select(Tenant).where(Tenant.slug == "demo"))
-        password = None
-        if tenant is None:
-            data = TenantCreate(name="Demo", slug="demo", admin_email="admin@demo.example")
-            tenant, _, password = service.create_tenant(session, runtime.settings, runtime.keystore, data)
-        keys = {e.environment: e.project_key for e in service.environments(session, tenant.id)}
-        jobs = outbox.on_commit(session)
-    for job_id in jobs:
-        runtime.dispatch(job_id)
-    console.print(f"  demo tenant: admin@demo.example, project key (test) {keys['test']}")
-    if password:
-        console.print(f"  demo admin password (shown once): {password}")
-    else:
-        console.print("  demo admin password: shown on the first run only, it is stored hashed")
+def _print_demo_tenant(project_key: str) -> None:
+    from backend.demo import mall
+
+    console.print(f"  demo: the {mall.SLUG} tenant ({mall.ADMIN_EMAIL}), project key (test) {project_key}")
+
+
+def _seed_demo(base: str, operator_token: str) -> None:
+    """`--demo`: the mall scenario (backend/demo/mall.py), seeded through the API on the first run; later
+    runs find its tenant and print its project key (secret keys and the admin password were shown once)."""
+    import time
+
+    import httpx
+
+    from backend.demo import mall
+
+    with httpx.Client(base_url=base, timeout=60) as client:
+        while True:  # the server starts in this process's main thread
+            try:
+                client.get("/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        try:
+            found = mall.existing(client, operator_token)
+            if found is not None:
+                key = next(e["projectKey"] for e in found["environments"] if e["environment"] == "test")
+                console.print("  demo admin password and shop keys: shown on the first run only")
+                _print_demo_tenant(key)
+                return
+            console.print("  demo: seeding the mall scenario through the API…")
+            sys.stdout.flush()
+            seeded = mall.run(client, operator_token)
+        except (mall.ScenarioError, httpx.HTTPError) as exc:
+            message = f"  demo: seeding failed ({exc}); start on an empty data directory to seed again"
+            console.print(message, markup=False)
+            return
+        finally:
+            sys.stdout.flush()
+    _print_demo_tenant(seeded.project_key)
+    console.print(f"  demo admin password (shown once): {seeded.admin_password}")
+    for shop in (seeded.office, *seeded.shops):
+        console.print(f"  {shop.name} secret key (shown once): {shop.key}")
+    console.print("  demo ready; try:")
+    for line in mall.walkthrough(seeded, base):
+        console.print(f"    {line}", markup=False, highlight=False)
+    sys.stdout.flush()
 
 
 @app.command("api")

@@ -16,6 +16,7 @@ import pytest
 from web3 import Web3
 
 from backend.chain.client import dev_account
+from backend.demo import mall
 from backend.settings import PROJECT_ROOT
 from tests.conftest import free_port, missing
 from tests.platform import wait_for
@@ -118,13 +119,13 @@ def test_gas_benchmark_meets_the_bars(tmp_path: Path) -> None:
 class Up:
     """A `pers up --demo` process: waits until it serves, reads what it printed."""
 
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    def __init__(self, tmp_path: Path, demo: bool = True, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / f"up-{self.port}.log"
         self.handle = open(self.log, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [*PERS, "up", "--port", str(self.port), "--demo"],
+            [*PERS, "up", "--port", str(self.port), *(["--demo"] if demo else [])],
             env=environment(tmp_path, **env),
             cwd=PROJECT_ROOT,
             stdout=self.handle,
@@ -141,7 +142,15 @@ class Up:
                 time.sleep(0.1)
 
     def printed(self, prefix: str) -> str:
-        line = next(x for x in self.log.read_text().splitlines() if prefix in x)
+        """What a line starting with `prefix` says; waits for it (`--demo` seeds once the API answers)."""
+        lines = wait_for(
+            lambda: self.log.read_text().splitlines(),
+            lambda found: any(prefix in x for x in found) or "demo: seeding failed" in "".join(found),
+            f"a line {prefix!r}",
+            timeout=300,
+        )
+        line = next((x for x in lines if prefix in x), None)
+        assert line is not None, self.log.read_text()
         return line.split(prefix, 1)[1].strip()
 
     def stop(self, how: signal.Signals = signal.SIGTERM) -> str:
@@ -154,7 +163,7 @@ class Up:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_up_serves_health_and_openapi_and_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
-    up = Up(tmp_path)
+    up = Up(tmp_path, demo=False)
     try:
         health = httpx.get(f"{up.base}/healthz")
         assert health.status_code == 200 and health.json() == {"status": "ok"}
@@ -200,7 +209,7 @@ def test_up_keeps_tenants_and_their_contract_addresses_across_restarts(tmp_path:
         password = first.printed("demo admin password (shown once):")
         token = httpx.post(
             f"{first.base}/v1/auth/token",
-            json={"authType": "admin", "email": "admin@demo.example", "password": password},
+            json={"authType": "admin", "email": mall.ADMIN_EMAIL, "password": password},
             headers={"X-Project-Key": project_key},
         ).json()["accessToken"]
         headers = {"Authorization": f"Bearer {token}"}
@@ -217,7 +226,7 @@ def test_up_keeps_tenants_and_their_contract_addresses_across_restarts(tmp_path:
     try:
         assert second.printed("project key (test)") == project_key
         restart = second.log.read_text()
-        assert password not in restart and "password: shown on the first run only" in restart
+        assert password not in restart and "password and shop keys: shown on the first run only" in restart
         assert "the previous run's no longer works" in restart  # why a new operator token is printed
         after = wait_for_active(second.base, headers)  # the access token is still valid: same data dir
         assert after == before
@@ -248,7 +257,7 @@ def test_tenant_create_deploys_on_the_configured_network(tmp_path: Path, anvil_u
         "pk_live_"
     )
     assert envs["live"]["status"] == "unconfigured"
-    up = Up(tmp_path / "a")
+    up = Up(tmp_path / "a", demo=False)
     try:
         token = httpx.post(
             f"{up.base}/v1/auth/token",
@@ -304,7 +313,7 @@ def test_every_command_refuses_a_bad_setting_in_one_line(tmp_path: Path, command
 
 
 def test_tenant_create_and_a_second_up_refuse_while_up_runs_on_the_data_directory(tmp_path: Path) -> None:
-    up = Up(tmp_path)
+    up = Up(tmp_path, demo=False)
     try:
         env = environment(tmp_path)
         created = pers("tenant", "create", "--name", "Beside Up", env=env, timeout=60)
