@@ -36,6 +36,8 @@ from backend.redemptions.router import router as redemptions_router
 from backend.relay.router import router as transactions_router
 from backend.runtime import Runtime
 from backend.tenants.router import router as tenants_router
+from backend.tiers.router import router as tiers_router
+from backend.tiers.router import users_router as user_status_router
 from backend.tokens.router import router as tokens_router
 from backend.users.router import router as users_router
 from backend.webhooks.router import router as webhooks_router
@@ -61,6 +63,8 @@ ROUTERS = (
     engagements_router,
     events_router,
     analytics_router,
+    tiers_router,
+    user_status_router,
 )
 
 

@@ -19,6 +19,7 @@ from backend.kit.outbox import OutboxMessage
 from backend.redemptions.models import Redeem, Redemption
 from backend.relay.models import Exchange, Lane, Operation, RelayerTransaction, RelayRequest
 from backend.tenants.models import Tenant, TenantEnvironment
+from backend.tiers.models import LifetimeEarning, StatusGrant, StatusTier
 from backend.tokens.models import TokenType
 from backend.users.models import User, UserLink
 from backend.webhooks.models import Webhook, WebhookDelivery, WebhookEvent
@@ -42,6 +43,7 @@ __all__ = [
     "Exchange",
     "Holding",
     "Lane",
+    "LifetimeEarning",
     "Operation",
     "OutboxMessage",
     "Redeem",
@@ -50,6 +52,8 @@ __all__ = [
     "RelayRequest",
     "RelayerTransaction",
     "SiweNonce",
+    "StatusGrant",
+    "StatusTier",
     "Supply",
     "Tenant",
     "TenantContract",

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from backend.kit.api import Input, Schema
 
-# What the platform emits (SPEC.md §5): the relay, the indexer, claims and redemptions.
+# What the platform emits (SPEC.md §5): the relay, the indexer, claims, redemptions and status tiers.
 EVENT_TYPES = (
     "transaction.submitted",
     "transaction.mined",
@@ -18,6 +18,8 @@ EVENT_TYPES = (
     "campaign.budget_exhausted",
     "redeem.completed",
     "redeem.failed",
+    "status.granted",
+    "status.revoked",
 )
 TEST_EVENT = "webhook.test"  # sent by POST /v1/webhooks/{id}/test only, to that subscription alone
 

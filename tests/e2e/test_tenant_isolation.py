@@ -91,6 +91,7 @@ class Side:
     qr_payload: str = ""
     redemption_ids: list[str] = field(default_factory=list)
     redeem_ids: list[str] = field(default_factory=list)
+    tier_ids: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)  # session tokens and the API key: never to leak
     auditor_email: str = ""
     auditor_pair: Json = field(default_factory=dict)
@@ -112,6 +113,7 @@ class Side:
             "engagement_id": self.engagement_ids,
             "redemption_id": self.redemption_ids,
             "redeem_id": self.redeem_ids,
+            "tier_id": self.tier_ids,
             "address": [self.wallet.address],
         }
 
@@ -191,8 +193,10 @@ def set_up_alpha(platform: Platform) -> Side:
     for body in (
         {"kind": "credit", "name": "Alpha Points", "symbol": "ALPHAPTS", "maxSupply": "1000000"},
         {"kind": "reward", "name": "Alpha Gift", "symbol": "ALPHAGIFT"},
+        {"kind": "status", "name": "Alpha Gold", "symbol": "ALPHAGOLD"},
     ):
         a.token_ids.append(ok(client.post("/v1/tokens", json=body, headers=admin), 202)["id"])
+    a.tier_ids.append(ok(client.post("/v1/status-tiers", json=tier_body(a, a), headers=admin), 201)["id"])
     hook = {"url": "http://127.0.0.1:9/alpha-hooks", "eventTypes": ["transaction.mined"]}  # refused at once
     webhook = ok(client.post("/v1/webhooks", json=hook, headers=admin), 201)
     a.webhook_ids.append(webhook["id"])
@@ -220,9 +224,24 @@ def set_up_beta(platform: Platform) -> Side:
         )
     )
     b.auditor_pair, b.auditor_headers = pair, bearer(pair["accessToken"])
-    body = {"kind": "credit", "name": "Beta Points", "symbol": "BETAPTS"}
-    b.token_ids.append(ok(client.post("/v1/tokens", json=body, headers=b.tenant.admin_headers), 202)["id"])
+    for body in (
+        {"kind": "credit", "name": "Beta Points", "symbol": "BETAPTS"},
+        {"kind": "status", "name": "Beta Gold", "symbol": "BETAGOLD"},
+    ):
+        b.token_ids.append(
+            ok(client.post("/v1/tokens", json=body, headers=b.tenant.admin_headers), 202)["id"]
+        )
     return b
+
+
+def tier_body(status_owner: Side, credit_owner: Side) -> Json:
+    """A tier of `status_owner`'s status token (its last) for `credit_owner`'s credit (its first)."""
+    return {
+        "name": "Gold",
+        "statusTokenId": status_owner.token_ids[-1],
+        "creditTokenId": credit_owner.token_ids[0],
+        "threshold": "5",
+    }
 
 
 def open_campaign(platform: Platform, side: Side) -> None:
@@ -303,6 +322,10 @@ def snapshot(platform: Platform, side: Side) -> Json:
         "webhooks": page("/v1/webhooks"),
         "campaigns": page("/v1/campaigns"),
         "campaignTags": get("/v1/campaigns/tags"),
+        "statusTiers": page("/v1/status-tiers"),
+        "tierMembers": {
+            t["id"]: page(f"/v1/status-tiers/{t['id']}/members") for t in page("/v1/status-tiers")["data"]
+        },
         "claims": page("/v1/campaigns/claims"),
         "triggerSources": page("/v1/trigger-sources"),
         "engagements": {
@@ -858,6 +881,19 @@ SAMPLES: dict[RouteKey, Sampler] = {
     ("GET", "/v1/redemptions/redeems"): one(),
     ("GET", "/v1/redemptions/redeems/me"): one(),
     ("POST", "/v1/redemptions/redeems/{redeem_id}/fulfil"): one(),
+    # A's status or credit token in B's tier: not found; B's own tokens make a tier.
+    ("POST", "/v1/status-tiers"): lambda s, c: [
+        Call(body=tier_body(s.a, s.b)),
+        Call(body=tier_body(s.b, s.a)),
+        Call(body=tier_body(s.b, s.b)),
+    ],
+    ("GET", "/v1/status-tiers"): one(),
+    ("GET", "/v1/status-tiers/{tier_id}"): one(),
+    ("PATCH", "/v1/status-tiers/{tier_id}"): one({"name": "Hijacked", "active": False}),
+    ("DELETE", "/v1/status-tiers/{tier_id}"): one(),
+    ("GET", "/v1/status-tiers/{tier_id}/members"): one(),
+    ("GET", "/v1/users/me/status"): one(),
+    ("GET", "/v1/users/{user_id}/status"): one(),
 }
 
 

@@ -1,0 +1,1 @@
+"""Status tiers: a status token granted when a user's lifetime-earned credits cross a threshold."""
