@@ -115,6 +115,7 @@ def run(
     mall = _open_mall(api, operator_token, slug, admin_password)
     _tokens(api, mall)
     _campaign(api, mall)
+    _tier(api, mall)
     _users(api, mall)
     _shopping(api, mall)
     _gold(api, mall)
@@ -267,7 +268,8 @@ def _shopping(api: Api, mall: Mall) -> None:
     )
 
 
-def _gold(api: Api, mall: Mall) -> None:
+def _tier(api: Api, mall: Mall) -> None:
+    """Gold for 500 Mall Credits earned, set up before anyone shops."""
     tier = {
         "name": "Gold",
         "statusTokenId": mall.tokens["GOLD"]["id"],
@@ -275,6 +277,9 @@ def _gold(api: Api, mall: Mall) -> None:
         "threshold": str(GOLD_AT),
     }
     mall.tier = api("POST", "/v1/status-tiers", 201, json=tier, headers=mall.admin)
+
+
+def _gold(api: Api, mall: Mall) -> None:
     ada = mall.users["ada"]["id"]
     mall.gold = api.wait(
         lambda: api("GET", f"/v1/users/{ada}/status", headers=mall.admin),
