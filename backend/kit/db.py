@@ -95,6 +95,15 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
+        @event.listens_for(engine, "savepoint")
+        def begin_before_savepoint(connection: Any, _: str | None) -> None:
+            # pysqlite begins its transaction at the first write: a SAVEPOINT before any would begin a
+            # deferred one that its RELEASE commits (a unit of work cut in two), and whose write after a
+            # read fails at once ("database is locked") if another thread committed in between. A real
+            # transaction holding the write lock first keeps the savepoint inside the unit of work.
+            if not connection.connection.dbapi_connection.in_transaction:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
 
