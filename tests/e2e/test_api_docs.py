@@ -56,6 +56,7 @@ def test_every_block_of_the_api_guide_runs_against_pers_up_demo(tmp_path: Path) 
         assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
         assert "suspended: the key answers 403" in run.stdout and "revoked: the key answers 401" in run.stdout
         assert "received webhook.test" in run.stdout and "signature verified" in run.stdout
+        assert "progress claimed" in run.stdout and "COMPLETED" in run.stdout  # the Python walk ran through
         spec = httpx.get(f"{up.base}/openapi.json", timeout=60).json()  # built on first use: slow when busy
     finally:
         up.stop()
