@@ -266,8 +266,9 @@ def test_concurrent_evaluations_grant_once(production_platform: Platform) -> Non
         thread.start()
     for thread in threads:
         thread.join()
-    with unit_of_work(sessions) as session:  # a third, later evaluation finds it held
+    with unit_of_work(sessions) as session:  # a later evaluation, and the periodic pass, find it held
         earnings.evaluate(session, settings, totals)
+        tasks.pass_once(session, settings)
     engine.dispose()
     granted = settled_status(platform, shop, user, "granted")
     assert granted["tierId"] == tier["id"]
@@ -310,3 +311,19 @@ def test_an_expired_status_is_burnt_and_earned_again(embedded_platform: Platform
     assert shop.rewards.functions.balanceOf(user["walletAddress"], gold_chain_id).call() == 1
     deliveries = client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=shop.tenant.admin_headers)
     assert [d["eventType"] for d in deliveries.json()["data"]] == ["status.revoked"]
+
+
+def test_a_tier_created_after_users_earned_grants_them_at_the_next_pass(embedded_platform: Platform) -> None:
+    platform, client = embedded_platform, embedded_platform.client
+    shop = open_shop(platform, "Later")
+    gold = status_token(platform, shop)
+    rich, poor = (client.post("/v1/users", json={"externalId": n}, headers=shop.key).json() for n in "rp")
+    with indexer(platform):
+        earn(platform, shop, rich, 120)
+        earn(platform, shop, poor, 80)
+    create_tier(platform, shop, gold, threshold="100")
+    runtime = current()
+    with unit_of_work(runtime.sessions) as session:
+        tasks.pass_once(session, runtime.settings)
+    assert settled_status(platform, shop, rich, "granted")["lifetimeEarned"] == "120"
+    assert status_of(platform, shop, poor) == []
