@@ -14,7 +14,7 @@ from sqlalchemy import update
 from backend.kit.db import make_engine, make_sessionmaker, unit_of_work, utcnow
 from backend.runtime import current
 from backend.settings import Settings
-from backend.tiers import earnings, tasks
+from backend.tiers import earnings, grants, tasks
 from backend.tiers.models import StatusGrant
 from tests.e2e.test_confirmations import indexer
 from tests.e2e.test_redemptions import offer, redeem, user_headers
@@ -327,3 +327,32 @@ def test_a_tier_created_after_users_earned_grants_them_at_the_next_pass(embedded
         tasks.pass_once(session, runtime.settings)
     assert settled_status(platform, shop, rich, "granted")["lifetimeEarned"] == "120"
     assert status_of(platform, shop, poor) == []
+
+
+def test_a_grant_without_a_signer_fails_and_is_retried(embedded_platform: Platform) -> None:
+    """The tenant's only business suspended: the grant is `failed` (`no_signer`), and the pass grants it
+    once a signer is back."""
+    platform, client = embedded_platform, embedded_platform.client
+    shop = open_shop(platform, "Unsigned")
+    admin = shop.tenant.admin_headers
+    gold = status_token(platform, shop)
+    user = client.post("/v1/users", json={"externalId": "unsigned"}, headers=shop.key).json()
+    with indexer(platform):
+        earn(platform, shop, user, 100)
+    business = f"/v1/businesses/{shop.business_id}"
+    assert client.patch(business, json={"status": "suspended"}, headers=admin).status_code == 200
+    create_tier(platform, shop, gold, threshold="100")
+    runtime = current()
+    with unit_of_work(runtime.sessions) as session:
+        tasks.pass_once(session, runtime.settings)
+    failed = settled_status(platform, shop, user, "failed")
+    assert (failed["errorCode"], failed["operationId"]) == ("no_signer", None)
+    assert client.patch(business, json={"status": "active"}, headers=admin).status_code == 200
+    role = shop.rewards.functions.MINTER_ROLE().call()
+    wait_for(lambda: shop.rewards.functions.hasRole(role, shop.signer).call(), bool, "the minter role back")
+    with unit_of_work(runtime.sessions) as session:
+        mine = StatusGrant.user_id == uuid.UUID(user["id"])
+        session.execute(update(StatusGrant).where(mine).values(changed_at=utcnow() - grants.RETRY_AFTER))
+        tasks.pass_once(session, runtime.settings)
+    assert settled_status(platform, shop, user, "granted")["errorCode"] is None
+    assert shop.rewards.functions.balanceOf(user["walletAddress"], chain_id(platform, shop, gold)).call() == 1
