@@ -48,12 +48,12 @@ def _by_recipient(session: Session, mints: Sequence[Operation]) -> dict[Key, tup
 
 
 def _add(session: Session, earned: dict[Key, tuple[uuid.UUID, int]]) -> dict[Key, int]:
-    """Adds to the running totals, their rows locked (in key order, so two batches cannot deadlock);
-    answers the new totals."""
+    """Adds to the running totals, their rows created and locked in key order (so two batches cannot
+    deadlock); answers the new totals."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     rows = [
-        {"token_type_id": t, "user_id": u, "tenant_id": tenant, "amount": 0}
-        for (t, u), (tenant, _) in earned.items()
+        {"token_type_id": t, "user_id": u, "tenant_id": earned[(t, u)][0], "amount": 0}
+        for t, u in sorted(earned)
     ]
     session.execute(dialect.insert(LifetimeEarning).on_conflict_do_nothing(), rows)
     query = (
