@@ -405,6 +405,7 @@ def worker() -> None:
     from backend.ops.metrics import Exposition
     from backend.redemptions import tasks as redemptions
     from backend.relay import exchanges, pump
+    from backend.tiers import tasks as tiers
     from backend.worker import celery_app, start_sweeper
 
     settings = _production_settings("PERS_MASTER_KEY")
@@ -415,6 +416,7 @@ def worker() -> None:
     pump.start(runtime, stop)
     exchanges.start(runtime, stop)
     redemptions.start(runtime, stop)
+    tiers.start(runtime, stop)
     try:
         celery_app.worker_main(
             ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle"]

@@ -101,6 +101,7 @@ def start_in_process(stop: threading.Event) -> list[threading.Thread]:
     mode)."""
     from backend.redemptions import tasks as redemptions
     from backend.relay import exchanges, pump
+    from backend.tiers import tasks as tiers
 
     worker = celery_app.WorkController(
         pool_cls="solo",
@@ -127,4 +128,5 @@ def start_in_process(stop: threading.Event) -> list[threading.Thread]:
         pump.start(runtime, stop),
         exchanges.start(runtime, stop),
         redemptions.start(runtime, stop),
+        tiers.start(runtime, stop),
     ]

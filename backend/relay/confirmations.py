@@ -2,7 +2,9 @@
 outcome event the mirror holds at the confirmation depth becomes `confirmed`; one whose outcome
 event is no longer in the mirror although the mirror has passed its block left the chain in a reorg,
 and goes back to `submitted` with its transaction pending, for the relay to look for a receipt and
-send the same bytes again. Operations are joined to the mirror by (contract, signer, ref)."""
+send the same bytes again. Operations are joined to the mirror by (contract, signer, ref). The credit
+mints it confirms count towards their recipients' lifetime earnings (status tiers), in the same
+transaction."""
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,6 +13,7 @@ from backend.kit import jobs
 from backend.kit.db import utcnow
 from backend.relay import events
 from backend.relay.models import Operation, RelayerTransaction
+from backend.tiers import earnings
 from indexer import reads
 from indexer.follower import Progress
 
@@ -35,6 +38,7 @@ def settle(sessions: sessionmaker[Session], progress: Progress) -> None:
         keys = [(op.contract_address, op.signer, op.ref) for op in ops]
         found = reads.outcomes(session, progress.network, keys)
         now = utcnow()
+        confirmed = []
         for op in ops:
             outcome = found.get((op.contract_address.lower(), op.signer.lower(), op.ref.lower()))
             if outcome is None:
@@ -48,6 +52,8 @@ def settle(sessions: sessionmaker[Session], progress: Progress) -> None:
                 if outcome.block_number <= progress.safe:
                     op.status, op.confirmed_at = "confirmed", now
                     _notify(session, op, "transaction.confirmed")
+                    confirmed.append(op)
+        earnings.confirmed(session, confirmed)
 
 
 def _left_the_chain(session: Session, op: Operation) -> None:

@@ -166,6 +166,39 @@ def submit_mint(
     return submit(session, settings, scope, Actor(BUSINESS, business_id), body)
 
 
+def submit_status(
+    session: Session,
+    settings: Settings,
+    scope: TenantScope,
+    *,
+    business_id: uuid.UUID,
+    token_id: uuid.UUID,
+    user_id: uuid.UUID,
+    ref: str,
+    revoke: bool = False,
+) -> Operation:
+    """One unit of a status given to a user (a mint) or taken back (a burn of theirs: RewardsToken lets
+    a minter burn a status id, which its holder cannot move), signed by a business's custodial signer
+    with the caller's ref, queued in the caller's transaction."""
+    context = _Context(session, settings, scope, Actor(BUSINESS, business_id))
+    token = _active(context.token(token_id))
+    if token.kind != "status":
+        raise Refused("the token is not a status", code="invalid_token_kind")
+    body = TransactionCreate.model_validate(
+        {"type": "mint", "token_id": token_id, "amount": "1", "user_id": user_id}
+    )
+    op = _draft(context, token, body)  # the holder and the signer are checked as a mint's
+    _platform_signer(context, op, body)
+    if revoke:
+        op.type, op.from_address, op.to_address = "burn", op.to_address, ZERO_ADDRESS
+        op.sender_user_id, op.recipient_user_id = op.recipient_user_id, None
+    op.ref = ref
+    _flush(session)
+    _insert(session, [op])
+    events.wake(session)
+    return op
+
+
 def submit(
     session: Session, settings: Settings, scope: TenantScope, actor: Actor, body: TransactionCreate
 ) -> Operation:

@@ -65,3 +65,4 @@ class MemberStatus(Schema):
     granted_at: datetime | None
     expires_at: datetime | None
     operation_id: uuid.UUID | None = Field(description="The grant's mint, or the revoke's burn")
+    error_code: str | None = Field(description="Why the last grant or revoke could not go through")

@@ -111,6 +111,7 @@ def described(session: Session, grants: Sequence[StatusGrant]) -> list[MemberSta
             granted_at=g.granted_at,
             expires_at=g.expires_at,
             operation_id=g.operation_id,
+            error_code=g.error_code,
         )
         for g, pair in zip(grants, pairs, strict=True)
     ]
