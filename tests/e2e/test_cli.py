@@ -220,18 +220,36 @@ def test_up_keeps_tenants_and_their_contract_addresses_across_restarts(tmp_path:
         )
         assert created.status_code == 202
         before = wait_for_active(first.base, headers)
+        tried = try_walkthrough(first)
     finally:
         first.stop()
+    # The walkthrough it printed runs as pasted: Ada's purchase counts, her session reads her Gold.
+    assert '"outcome": "progress"' in tried and '"state": "granted"' in tried and '"kind": "status"' in tried
     second = Up(tmp_path)
     try:
         assert second.printed("project key (test)") == project_key
         restart = second.log.read_text()
+        assert "seeding the mall scenario" not in restart  # seeded once
         assert password not in restart and "password and shop keys: shown on the first run only" in restart
         assert "the previous run's no longer works" in restart  # why a new operator token is printed
         after = wait_for_active(second.base, headers)  # the access token is still valid: same data dir
         assert after == before
     finally:
         second.stop()
+
+
+def try_walkthrough(up: Up) -> str:
+    """The calls `pers up --demo` printed to try, run in bash as a reader pastes them."""
+    if not all(shutil.which(tool) for tool in ("bash", "curl", "jq")):
+        missing("the demo walkthrough runs with bash, curl and jq")
+    up.printed("demo ready; try:")
+    lines = up.log.read_text().split("demo ready; try:\n", 1)[1].splitlines()
+    calls = "\n".join(line.strip() for line in lines if line.startswith("    "))
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", calls], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
 
 
 def wait_for_active(base: str, headers: dict[str, str]) -> dict[str, object]:
