@@ -27,6 +27,8 @@ class StatusTier(Timestamped, Base):
     threshold: Mapped[int] = mapped_column(Uint256)
     valid_for_days: Mapped[int | None] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The users who had earned enough before the tier existed (or its last change) were all granted.
+    caught_up: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class LifetimeEarning(Base):

@@ -58,6 +58,8 @@ def update_tier(session: Session, scope: TenantScope, tier_id: str, body: TierUp
         raise PersError("`name`, `threshold` and `active` cannot be null", code="invalid_value", status=422)
     for name, value in changes.items():
         setattr(tier, name, value)
+    if changes.keys() & {"active", "threshold"}:
+        tier.caught_up = False  # users it now admits are granted by the next pass
     session.flush()
     return tier
 

@@ -6,7 +6,7 @@ workers share the work."""
 import threading
 
 import structlog
-from sqlalchemy import Numeric, cast, select
+from sqlalchemy import Numeric, cast, literal, select
 from sqlalchemy.orm import Session
 
 from backend.kit import jobs
@@ -49,27 +49,32 @@ def pass_once(session: Session, settings: Settings) -> int:
 
 
 def _newcomers(session: Session, settings: Settings) -> int:
-    """Users whose lifetime earnings reach an active tier they never joined (the tier came later). The
+    """Users whose lifetime earnings reach an active tier they never joined, for the tiers not caught up
+    (new, re-activated, or with a new threshold): their earners are scanned once, a batch per pass. The
     SQL comparison narrows (NUMERIC on Postgres; SQLite's is approximate beyond 2^63), `due` decides."""
-    member = select(StatusGrant.id).where(
-        StatusGrant.tier_id == StatusTier.id, StatusGrant.user_id == LifetimeEarning.user_id
-    )
-    query = (
-        select(StatusTier, LifetimeEarning.user_id, LifetimeEarning.amount)
-        .join(LifetimeEarning, LifetimeEarning.token_type_id == StatusTier.credit_token_id)
-        .where(
-            StatusTier.active.is_(True),
-            ~member.exists(),
-            cast(LifetimeEarning.amount, Numeric(78, 0)) >= cast(StatusTier.threshold, Numeric(78, 0)),
-        )
-        .limit(BATCH)
-    )
+    tiers = session.scalars(
+        select(StatusTier)
+        .where(StatusTier.active.is_(True), StatusTier.caught_up.is_(False))
+        .with_for_update(skip_locked=True)
+    ).all()
     granted = 0
-    for tier, user_id, earned in session.execute(query).all():
-        membership = locked_membership(session, tier, user_id)
-        if grants.due(tier, membership, earned):
-            grants.grant(session, settings, tier, membership)
-            granted += 1
+    for tier in tiers:
+        member = select(StatusGrant.id).where(
+            StatusGrant.tier_id == tier.id, StatusGrant.user_id == LifetimeEarning.user_id
+        )
+        threshold = cast(literal(str(tier.threshold)), Numeric(78, 0))
+        query = select(LifetimeEarning.user_id, LifetimeEarning.amount).where(
+            LifetimeEarning.token_type_id == tier.credit_token_id,
+            ~member.exists(),
+            cast(LifetimeEarning.amount, Numeric(78, 0)) >= threshold,
+        )
+        found = session.execute(query.limit(BATCH)).all()
+        for user_id, earned in found:
+            membership = locked_membership(session, tier, user_id)
+            if grants.due(tier, membership, earned):
+                grants.grant(session, settings, tier, membership)
+                granted += 1
+        tier.caught_up = len(found) < BATCH
     session.flush()
     return granted
 

@@ -321,12 +321,21 @@ def test_a_tier_created_after_users_earned_grants_them_at_the_next_pass(embedded
     with indexer(platform):
         earn(platform, shop, rich, 120)
         earn(platform, shop, poor, 80)
-    create_tier(platform, shop, gold, threshold="100")
+    tier = create_tier(platform, shop, gold, threshold="100")
     runtime = current()
     with unit_of_work(runtime.sessions) as session:
         tasks.pass_once(session, runtime.settings)
     assert settled_status(platform, shop, rich, "granted")["lifetimeEarned"] == "120"
     assert status_of(platform, shop, poor) == []
+    # A lowered threshold admits the other one at the next pass.
+    lowered = {"threshold": "80"}
+    assert client.patch(
+        f"/v1/status-tiers/{tier['id']}", json=lowered, headers=shop.tenant.admin_headers
+    ).is_success
+    with unit_of_work(runtime.sessions) as session:
+        tasks.pass_once(session, runtime.settings)
+    settled_status(platform, shop, poor, "granted")
+    assert len(mints_of(platform, shop, gold)) == 2
 
 
 def test_a_grant_without_a_signer_fails_and_is_retried(embedded_platform: Platform) -> None:

@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("threshold", backend.kit.db.Uint256(length=78), nullable=False),
         sa.Column("valid_for_days", sa.Integer(), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("caught_up", sa.Boolean(), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", backend.kit.db.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
