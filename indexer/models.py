@@ -7,7 +7,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Dialect, Index, Integer, Numeric, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Dialect,
+    Index,
+    Integer,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.kit.db import Base, Uint256, UtcDateTime
@@ -31,6 +42,10 @@ class Int257(TypeDecorator[int]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
         return None if value is None else int(value)
+
+
+HOLDINGS_FILLFACTOR = 70
+OUTCOMES = text("name IN ('OperationExecuted', 'OperationFailed')")
 
 
 class Cursor(Base):
@@ -77,14 +92,24 @@ class Event(Base):
 
     __tablename__ = "mirror_events"
     __table_args__ = (
+        # The natural key (chain id, block hash, log index) led by the block number: rows arrive in
+        # block order, so the key's index grows at its right edge, and a reorg deletes by its prefix.
+        PrimaryKeyConstraint("chain_id", "block_number", "block_hash", "log_index"),
         Index("ix_mirror_events_contract", "chain_id", "contract", "block_number", "log_index"),
-        Index("ix_mirror_events_ref", "chain_id", "signer", "ref"),
-        Index("ix_mirror_events_block", "chain_id", "block_number"),
+        # Operations are joined to their outcome events only; transfers' copies of (signer, ref) stay out.
+        Index(
+            "ix_mirror_events_outcome",
+            "chain_id",
+            "signer",
+            "ref",
+            postgresql_where=OUTCOMES,
+            sqlite_where=OUTCOMES,
+        ),
     )
 
-    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    block_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
-    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
     block_number: Mapped[int] = mapped_column(BigInteger)
     tx_hash: Mapped[str] = mapped_column(String(66))
     contract: Mapped[str] = mapped_column(String(42))
@@ -103,12 +128,14 @@ class BalanceChange(Base):
     """One side of a movement: `holder`'s balance of (contract, token id) changed by `delta`."""
 
     __tablename__ = "mirror_balance_changes"
-    __table_args__ = (Index("ix_mirror_balance_changes_block", "chain_id", "block_number"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("chain_id", "block_number", "block_hash", "log_index", "position"),
+    )
 
-    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    block_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
-    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # 2 * batch item + (0 from, 1 to)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)  # 2 * batch item + (0 from, 1 to)
     block_number: Mapped[int] = mapped_column(BigInteger)
     contract: Mapped[str] = mapped_column(String(42))
     token_id: Mapped[int] = mapped_column(Uint256)  # 0 on an ERC-20
@@ -120,7 +147,12 @@ class Holding(Base):
     """A holder's balance of one token as of the cursor; a row at zero stays (it held once)."""
 
     __tablename__ = "mirror_holdings"
-    __table_args__ = (Index("ix_mirror_holdings_holder", "chain_id", "holder"),)
+    __table_args__ = (
+        Index("ix_mirror_holdings_holder", "chain_id", "holder"),
+        # Room on each page for the next version of its rows: a chunk's update of a holding is then
+        # HOT (its amount is in no index) and writes no index entry.
+        {"postgresql_with": {"fillfactor": HOLDINGS_FILLFACTOR}},
+    )
 
     chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     contract: Mapped[str] = mapped_column(String(42), primary_key=True)

@@ -295,6 +295,7 @@ def external_movements_query(
         .join(
             event,
             (event.chain_id == change.chain_id)
+            & (event.block_number == change.block_number)  # the key's prefix
             & (event.block_hash == change.block_hash)
             & (event.log_index == change.log_index),
         )

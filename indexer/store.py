@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, insert, select, text, tuple_, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -132,6 +132,10 @@ class Store:
     ) -> None:
         """Everything of blocks (start, end] in the caller's transaction; raises `StaleCursor` (writing
         nothing) unless the cursor is at `start`."""
+        if self._postgres(session):
+            # Asynchronous commit (docs/indexer.md, "Writing a chunk"): a server crash may lose the
+            # last chunks, but each whole and with the cursor that re-fetches it.
+            session.execute(text("SET LOCAL synchronous_commit = off"))
         self._claim(session, start)
         if created:
             session.execute(

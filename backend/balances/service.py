@@ -4,13 +4,13 @@ tenant's contracts on the same chain stay out of every answer."""
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
 from backend.balances.schemas import BalancesOut, HolderOut, HoldersPage, TokenBalanceOut
 from backend.kit.api import PageMeta, Paging
-from backend.kit.scope import scoped
+from backend.kit.scope import scope_parameters
 from backend.tenants.models import TenantEnvironment
 from backend.tokens.models import TokenType
 from indexer import reads
@@ -34,25 +34,40 @@ class Ledger:
         return self.tokens.get((contract.lower(), token_id))
 
 
+# The environment and its on-chain token types in one round trip, built once (building a statement
+# costs more CPU than running it): a balance read is one of these and one read of the mirror.
+_LEDGER = (
+    select(
+        TenantEnvironment.network, TenantEnvironment.tenant_key, TenantEnvironment.rewards_address, TokenType
+    )
+    .outerjoin(
+        TokenType,
+        (TokenType.tenant_id == TenantEnvironment.tenant_id)
+        & (TokenType.environment == TenantEnvironment.environment)
+        & TokenType.contract_address.is_not(None),
+    )
+    .where(
+        TenantEnvironment.tenant_id == bindparam("scope_tenant"),
+        TenantEnvironment.environment == bindparam("scope_environment"),
+    )
+)
+
+
 def ledger(session: Session, scope: TenantScope, *, discovered: bool = False) -> Ledger:
     """The books' tokens and contracts; with `discovered`, also the tenant's contracts the mirror found
     through the factory that the books do not name (the audit reads every one; a balance shows tokens)."""
-    env = session.scalar(
-        select(TenantEnvironment).where(
-            TenantEnvironment.tenant_id == scope.tenant_id, TenantEnvironment.environment == scope.environment
-        )
-    )
-    if env is None or env.network is None:
+    rows = session.execute(_LEDGER, scope_parameters(scope)).all()
+    if not rows or rows[0].network is None:
         return Ledger(None, {}, {})
-    query = scoped(TokenType, scope, environment=True).where(TokenType.contract_address.is_not(None))
-    tokens = {(str(t.contract_address).lower(), t.chain_token_id or 0): t for t in session.scalars(query)}
+    network, key, rewards = rows[0].network, rows[0].tenant_key, rows[0].rewards_address
+    tokens = {(str(t.contract_address).lower(), t.chain_token_id or 0): t for *_, t in rows if t is not None}
     kinds = {}
     if discovered:
-        kinds = {c.address: c.kind for c in reads.tenant_contracts(session, env.network, env.tenant_key)}
+        kinds = {c.address: c.kind for c in reads.tenant_contracts(session, network, key)}
     kinds |= {contract: "credit" if t.kind == "credit" else "rewards" for (contract, _), t in tokens.items()}
-    if env.rewards_address is not None:
-        kinds[env.rewards_address.lower()] = "rewards"
-    return Ledger(env.network, tokens, kinds)
+    if rewards is not None:
+        kinds[rewards.lower()] = "rewards"
+    return Ledger(network, tokens, kinds)
 
 
 def balances(session: Session, scope: TenantScope, address: str) -> BalancesOut:

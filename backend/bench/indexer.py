@@ -29,7 +29,6 @@ import httpx
 import psycopg
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_typing import HexStr
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from web3 import Web3
@@ -49,11 +48,11 @@ from backend.chain.deploy import (
     deploy_platform,
     tenant_key,
 )
-from backend.chain.operations import SignedGroup
-from backend.chain.typed_data import ZERO_ADDRESS, Operation, TokenStandard
+from backend.chain.typed_data import ZERO_ADDRESS, TokenStandard, encoded_digest, sign
 from backend.kit import migrate
 from backend.kit.db import scratch_database
 from backend.kit.errors import PersError
+from backend.relay.encoding import EncodedGroup, encode_operation, execute_data
 from backend.settings import PROJECT_ROOT, Settings
 from backend.tenants.models import Tenant, TenantEnvironment
 from backend.tokens.models import TokenType
@@ -132,8 +131,10 @@ def _generate(chain: Chain, events: int) -> tuple[list[str], list[str]]:
     domains = {address: operations.domain(chain, standard, address) for standard, address in tokens}
 
     def execute(standard: TokenStandard, address: str, to: list[str]) -> str:
+        """`execute` calldata of one group minting to `to`, encoded by hand as the relay does it."""
         ops = [
-            Operation(
+            encode_operation(
+                standard,
                 ZERO_ADDRESS,
                 holder,
                 1 + n % 7,
@@ -142,15 +143,8 @@ def _generate(chain: Chain, events: int) -> tuple[list[str], list[str]]:
             )
             for n, holder in enumerate(to)
         ]
-        signature = typed_data.sign(
-            typed_data.digest(domains[address], minter.address, ops, deadline), minter.key
-        )
-        contract = operations.token(chain, standard, address)
-        return str(
-            contract.encode_abi(
-                "execute", args=[[SignedGroup(minter.address, ops, deadline, signature).as_abi(standard)]]
-            )
-        )
+        signature = sign(encoded_digest(domains[address], minter.address, ops, deadline), minter.key)
+        return execute_data(standard, [EncodedGroup(minter.address, ops, deadline, signature)])
 
     relayer = chain.relayer
     _send_all(
@@ -185,33 +179,36 @@ _GAS: dict[tuple[str, int], int] = {}  # a call's estimate, by contract and call
 
 
 def _send_all(chain: Chain, sender: LocalAccount, work: list[tuple[str, str]]) -> None:
-    """Signs the calls with consecutive nonces, sends them raw and waits for their receipts."""
-    w3 = chain.w3
-    nonce = w3.eth.get_transaction_count(sender.address)
+    """Signs the calls with consecutive nonces, sends them raw and waits for their receipts (raw
+    answers: web3's receipt formatting of a thousand logs costs more than anvil's mining them)."""
+    nonce = int(chain.rpc("eth_getTransactionCount", sender.address, "pending"), 16)
     max_fee, tip = chain.fees()
     hashes = []
     for i, (to, data) in enumerate(work):
         key = (to, len(data))
         if key not in _GAS:  # the first group of a contract mints to new holders: the dearest
-            call = {"from": sender.address, "to": Web3.to_checksum_address(to), "data": HexStr(data)}
-            _GAS[key] = int(w3.eth.estimate_gas(call) * 1.3)  # type: ignore[arg-type]
-        gas = _GAS[key]
-        tx = {
+            call = {"from": sender.address, "to": to, "data": data}
+            _GAS[key] = int(int(chain.rpc("eth_estimateGas", call), 16) * 1.3)
+        tx: dict[str, Any] = {
             "type": 2,
             "chainId": chain.network.chain_id,
             "nonce": nonce + i,
             "to": Web3.to_checksum_address(to),
             "data": data,
-            "gas": min(gas, chain.network.tx_gas_cap),
+            "gas": min(_GAS[key], chain.network.tx_gas_cap),
             "maxFeePerGas": max_fee,
             "maxPriorityFeePerGas": tip,
             "value": 0,
         }
-        hashes.append(w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction))  # type: ignore[arg-type]
-    for tx_hash in hashes:
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01)
-        if receipt["status"] != 1:
-            raise RuntimeError("a bench transaction reverted")
+        raw = sender.sign_transaction(tx).raw_transaction
+        hashes.append(chain.rpc("eth_sendRawTransaction", "0x" + raw.hex()))
+
+    def receipts() -> list[Any] | None:
+        found = chain.rpc_many("eth_getTransactionReceipt", [[h] for h in hashes])
+        return None if any(r is None for r in found) else found
+
+    if any(r["status"] != "0x1" for r in wait(receipts, "the bench transactions' receipts")):
+        raise RuntimeError("a bench transaction reverted")
 
 
 def _index(rpc_url: str, database_url: str, data: Path, head: int, meter: Meter) -> dict[str, Any]:
