@@ -1,5 +1,6 @@
 """Every table, imported in one place for Alembic and for `create_all` in tests."""
 
+from backend.analytics.models import ClaimDay, OperationDay, RedeemDay, UserDay
 from backend.auth.models import Admin, RefreshToken, SiweNonce
 from backend.businesses.models import ApiKey, Business
 from backend.campaigns.models import (
@@ -35,6 +36,7 @@ __all__ = [
     "Campaign",
     "CampaignTag",
     "Claim",
+    "ClaimDay",
     "ClaimOperation",
     "Cursor",
     "Engagement",
@@ -43,8 +45,10 @@ __all__ = [
     "Holding",
     "Lane",
     "Operation",
+    "OperationDay",
     "OutboxMessage",
     "Redeem",
+    "RedeemDay",
     "Redemption",
     "RefreshToken",
     "RelayRequest",
@@ -60,6 +64,7 @@ __all__ = [
     "TriggerCounter",
     "TriggerSource",
     "User",
+    "UserDay",
     "UserEvent",
     "UserLink",
     "Webhook",
