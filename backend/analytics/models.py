@@ -11,7 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.kit.db import Base, Uint256
 
-NONE = uuid.UUID(int=0)  # the key of "no business", "no campaign", "no trigger source"
+NONE = uuid.UUID(int=0)  # the key of "no business", "no campaign", "no trigger source", "everyone"
+FIRST = date(1, 1, 1)  # the previous active day of a user's first one
 
 
 class _Day:
@@ -40,15 +41,35 @@ class ClaimDay(_Day, Base):
 
 
 class UserDay(_Day, Base):
-    """One row per user with a settled claim that day, per campaign and business: unique users over
-    a range are a COUNT(DISTINCT) over these rows (a distinct count does not add up across days)."""
+    """One row per user active (a settled claim) on a day, per view: the audience that sees the claim
+    (everyone: the nil UUID; the business it was made at; the campaign's owner) and its subject (the
+    environment: nil; the campaign; each token the campaign paid). Only `UserReturn` is read."""
 
     __tablename__ = "analytics_user_days"
-    __table_args__ = (_key("user_id", "campaign_id", "business_id"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("tenant_id", "environment", "audience", "subject", "user_id", "day"),
+    )
 
+    audience: Mapped[uuid.UUID]
+    subject: Mapped[uuid.UUID]
     user_id: Mapped[uuid.UUID]
-    campaign_id: Mapped[uuid.UUID]
-    business_id: Mapped[uuid.UUID]
+
+
+class UserReturn(_Day, Base):
+    """How many users of a view were active on `day` with `previous` as their last active day before
+    it (`FIRST` for none). A user is active in [a, b] iff exactly one of their days in it has its
+    previous day before a, so the unique users of a range are the sum of `users` over its days with
+    `previous < a`: a sum over at most (days by days) small rows, exact, whatever the range."""
+
+    __tablename__ = "analytics_user_returns"
+    __table_args__ = (
+        PrimaryKeyConstraint("tenant_id", "environment", "audience", "subject", "day", "previous"),
+    )
+
+    audience: Mapped[uuid.UUID]
+    subject: Mapped[uuid.UUID]
+    previous: Mapped[date] = mapped_column(Date)
+    users: Mapped[int] = mapped_column(Integer)
 
 
 class OperationDay(_Day, Base):

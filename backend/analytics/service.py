@@ -1,6 +1,6 @@
 """Analytics figures read from the daily rollups (models.py, kept by rollups.py as the facts settle):
-each figure one SQL aggregate over at most a row per day and key, grouped by bucket; unique users a
-COUNT(DISTINCT) over the user-day rows. A range covers whole UTC days, from `from`'s day to `to`'s.
+each figure one SQL aggregate over at most a row per day and key, grouped by bucket (unique users
+too: see `UserReturn`). A range covers whole UTC days, from `from`'s day to `to`'s.
 A caller sees the tenant's environment; a business only its share (claims at it or of its campaigns,
 operations it signs, redeems of its offers)."""
 
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, DateTime, cast, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Date, DateTime, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from backend.analytics.models import NONE, ClaimDay, OperationDay, RedeemDay, UserDay
+from backend.analytics.models import NONE, ClaimDay, OperationDay, RedeemDay, UserReturn
 from backend.analytics.schemas import Analytics, Bucket, BudgetUse, Figures, Interval, Share, Tokens
 from backend.auth.principal import BUSINESS, Principal
 from backend.campaigns.models import Campaign, TokenUnit
@@ -36,7 +36,7 @@ class Window:
     buckets: list[str]  # every bucket's first day, YYYY-MM-DD
 
 
-def _first_day(day: date, interval: Interval) -> date:
+def first_day(day: date, interval: Interval) -> date:
     if interval == "week":
         return day - timedelta(days=day.weekday())  # Monday, as date_trunc('week') has it
     if interval == "month":
@@ -63,7 +63,7 @@ def window(start: datetime | None, end: datetime | None, interval: Interval) -> 
         start = _utc(start) if start else end - timedelta(days=DEFAULT_DAYS)
         if start > end:
             raise _invalid("`from` is after `to`", "invalid_range")
-        day, last, buckets = _first_day(start.date(), interval), end.date(), list[str]()
+        day, last, buckets = first_day(start.date(), interval), end.date(), list[str]()
         while day <= last:
             if len(buckets) == MAX_BUCKETS:
                 raise _invalid(
@@ -97,23 +97,30 @@ def _days(model: Any, caller: Principal, win: Window) -> Where:
     ]
 
 
-def _claims(model: type[ClaimDay] | type[UserDay], caller: Principal, subject: Subject, win: Window) -> Where:
-    """The claims' rows (or their users') the caller sees about the subject."""
-    where = _days(model, caller, win)
+def _claims(caller: Principal, subject: Subject, win: Window) -> Where:
+    """The claims' rows the caller sees about the subject."""
+    where = _days(ClaimDay, caller, win)
     if caller.kind == BUSINESS:
         own = select(Campaign.id).where(
             Campaign.tenant_id == caller.tenant.tenant_id, Campaign.business_id == caller.subject_id
         )
-        where.append(or_(model.business_id == caller.subject_id, model.campaign_id.in_(own)))
+        where.append(or_(ClaimDay.business_id == caller.subject_id, ClaimDay.campaign_id.in_(own)))
     if subject.campaign_id is not None:
-        where.append(model.campaign_id == subject.campaign_id)
+        where.append(ClaimDay.campaign_id == subject.campaign_id)
     if subject.token_id is not None:
-        where.append(
-            model.campaign_id.in_(
-                select(TokenUnit.campaign_id).where(TokenUnit.token_type_id == subject.token_id)
-            )
-        )
+        paying = select(TokenUnit.campaign_id).where(TokenUnit.token_type_id == subject.token_id)
+        where.append(ClaimDay.campaign_id.in_(paying))
     return where
+
+
+def _users(caller: Principal, subject: Subject, win: Window) -> Where:
+    """The caller's view of the subject's users (see `UserDay`)."""
+    audience = caller.subject_id if caller.kind == BUSINESS else NONE
+    return [
+        *_days(UserReturn, caller, win),
+        UserReturn.audience == audience,
+        UserReturn.subject == (subject.campaign_id or subject.token_id or NONE),
+    ]
 
 
 def _operations(caller: Principal, subject: Subject, win: Window) -> Where:
@@ -138,20 +145,32 @@ def _redeems(caller: Principal, subject: Subject, win: Window) -> Where:
     return where
 
 
-def _bucket(session: Session, day: Any, interval: Interval) -> ColumnElement[str]:
-    """The day's bucket as YYYY-MM-DD text, on Postgres and on SQLite alike."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.date_trunc(interval, cast(day, DateTime)), "YYYY-MM-DD")
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _bucket_start(session: Session, day: Any, interval: Interval) -> ColumnElement[Any]:
+    """The first day of the day's bucket (a date on Postgres, YYYY-MM-DD text on SQLite)."""
+    if _postgres(session):
+        return cast(func.date_trunc(interval, cast(day, DateTime)), Date)
     if interval == "week":
         return func.date(day, "weekday 0", "-6 days")
     if interval == "month":
-        return func.strftime("%Y-%m-01", day)
+        return func.date(day, "start of month")
     return func.date(day)
+
+
+def _unique_users(session: Session, win: Window) -> ColumnElement[Any]:
+    """A bucket's users: those of its days whose previous active day is before the bucket (or before
+    the range, for a first bucket that starts before it); see `UserReturn`."""
+    start, first = _bucket_start(session, UserReturn.day, win.interval), win.start.date()
+    since = case((start > first, start), else_=first)
+    return func.coalesce(func.sum(case((UserReturn.previous < since, UserReturn.users), else_=0)), 0)
 
 
 def _sum(session: Session, column: Any) -> ColumnElement[Any]:
     # Uint256 is NUMERIC on Postgres but decimal text on SQLite, where SUM would give a float.
-    if session.get_bind().dialect.name != "postgresql":
+    if not _postgres(session):
         column = cast(column, BigInteger)
     return func.coalesce(func.sum(column), 0)
 
@@ -160,7 +179,9 @@ def _by_bucket(
     session: Session, win: Window, model: Any, where: Where, **figures: ColumnElement[Any]
 ) -> dict[str, dict[str, int]]:
     """The figures per bucket of the window (a bucket without rows is absent)."""
-    bucket = _bucket(session, model.day, win.interval)
+    bucket = _bucket_start(session, model.day, win.interval)
+    if _postgres(session):
+        bucket = func.to_char(bucket, "YYYY-MM-DD")
     query = select(bucket.label("bucket"), *(v.label(k) for k, v in figures.items())).select_from(model)
     if model is RedeemDay:  # a redeem's business and tokens are its offer's
         query = query.join(Redemption, Redemption.id == RedeemDay.redemption_id)
@@ -190,7 +211,7 @@ def _shares(session: Session, where: Where, key: Any) -> list[Share]:
 
 
 def analytics(session: Session, caller: Principal, subject: Subject, win: Window) -> Analytics:
-    claims, users = _claims(ClaimDay, caller, subject, win), _claims(UserDay, caller, subject, win)
+    claims, users = _claims(caller, subject, win), _users(caller, subject, win)
     found = [
         _by_bucket(
             session,
@@ -200,7 +221,7 @@ def analytics(session: Session, caller: Principal, subject: Subject, win: Window
             completed=func.sum(ClaimDay.completed),
             failed=func.sum(ClaimDay.failed),
         ),
-        _by_bucket(session, win, UserDay, users, unique_users=func.count(func.distinct(UserDay.user_id))),
+        _by_bucket(session, win, UserReturn, users, unique_users=_unique_users(session, win)),
         _by_bucket(
             session,
             win,
@@ -220,9 +241,8 @@ def analytics(session: Session, caller: Principal, subject: Subject, win: Window
         for start, figures in by_bucket.items():
             counts[start].update(figures)
     total = {k: sum(n[k] for n in counts.values()) for k in COUNTS}
-    total["unique_users"] = (
-        session.scalar(select(func.count(func.distinct(UserDay.user_id))).where(*users)) or 0
-    )
+    returning = select(func.sum(UserReturn.users)).where(*users, UserReturn.previous < win.start.date())
+    total["unique_users"] = session.scalar(returning) or 0
     return Analytics.model_validate(
         {
             "from_": win.start,

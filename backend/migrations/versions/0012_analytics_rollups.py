@@ -6,7 +6,7 @@ same figures as one that grew with the rollups.
 
 Revision ID: 0012
 Revises: 0010
-Create Date: 2026-11-27 21:31:06.842082
+Create Date: 2026-11-27 21:31:06
 """
 
 from collections.abc import Sequence
@@ -99,9 +99,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "analytics_user_days",
+        sa.Column("audience", sa.Uuid(), nullable=False),
+        sa.Column("subject", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
-        sa.Column("campaign_id", sa.Uuid(), nullable=False),
-        sa.Column("business_id", sa.Uuid(), nullable=False),
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.Column("environment", sa.String(length=8), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
@@ -114,17 +114,43 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(
             "tenant_id",
             "environment",
-            "day",
+            "audience",
+            "subject",
             "user_id",
-            "campaign_id",
-            "business_id",
+            "day",
             name=op.f("pk_analytics_user_days"),
+        ),
+    )
+    op.create_table(
+        "analytics_user_returns",
+        sa.Column("audience", sa.Uuid(), nullable=False),
+        sa.Column("subject", sa.Uuid(), nullable=False),
+        sa.Column("previous", sa.Date(), nullable=False),
+        sa.Column("users", sa.Integer(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("environment", sa.String(length=8), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name=op.f("fk_analytics_user_returns_tenant_id_tenants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "tenant_id",
+            "environment",
+            "audience",
+            "subject",
+            "day",
+            "previous",
+            name=op.f("pk_analytics_user_returns"),
         ),
     )
     backfill(op.get_bind())
 
 
 def downgrade() -> None:
+    op.drop_table("analytics_user_returns")
     op.drop_table("analytics_user_days")
     op.drop_table("analytics_redeem_days")
     op.drop_table("analytics_operation_days")
