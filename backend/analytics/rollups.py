@@ -43,8 +43,9 @@ MOVED = ("mined", "confirmed")  # an operation's amount counts once it is on cha
 SETTLED_OPERATIONS = (*MOVED, "failed")
 SETTLED_CLAIMS = ("completed", "failed")
 SETTLED_REDEEMS = ("COMPLETED", "FAILED")
-SETTLING = {"transaction.mined", "transaction.failed"}
-TABLES = (ClaimDay, UserDay, UserReturn, OperationDay, RedeemDay)  # the relay's events that settle operations
+SETTLING = {"transaction.mined", "transaction.failed"}  # the relay's events that settle operations
+TABLES = (ClaimDay, UserDay, UserReturn, OperationDay, RedeemDay)
+USER_DAYS_LOCK = 0x5E75  # the advisory lock class (two-key form: apart from the indexer's one-key locks)
 
 
 def claims_settled(session: Session, claim_ids: Sequence[uuid.UUID]) -> None:
@@ -196,7 +197,9 @@ def _new_user_days(connection: Connection, where: ColumnElement[bool]) -> None:
     if connection.dialect.name == "postgresql":
         tenants = select(Claim.tenant_id).where(where).distinct().order_by(Claim.tenant_id).subquery()
         connection.execute(
-            select(func.pg_advisory_xact_lock(func.hashtext(cast(tenants.c.tenant_id, String))))
+            select(
+                func.pg_advisory_xact_lock(USER_DAYS_LOCK, func.hashtext(cast(tenants.c.tenant_id, String)))
+            )
         )
     candidates = _views(connection, where)
     views = candidates.subquery()
