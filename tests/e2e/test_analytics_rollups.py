@@ -30,13 +30,14 @@ SPAN = 90  # days of history
 @contextmanager
 def database(platform: Platform) -> Iterator[Session]:
     """A unit of work on the platform's database (the production processes' or the embedded one)."""
-    if platform.env is None:
-        sessions = current().sessions
-    else:
-        engine = make_engine(platform.env["PERS_DATABASE_URL"])
-        sessions = sessionmaker(engine, expire_on_commit=False)
-    with sessions() as session, session.begin():
-        yield session
+    engine = None if platform.env is None else make_engine(platform.env["PERS_DATABASE_URL"])
+    sessions = current().sessions if engine is None else sessionmaker(engine, expire_on_commit=False)
+    try:
+        with sessions() as session, session.begin():
+            yield session
+    finally:
+        if engine is not None:
+            engine.dispose()
 
 
 def copy(row: Any, **changes: Any) -> Any:
