@@ -1,5 +1,6 @@
 """Every table, imported in one place for Alembic and for `create_all` in tests."""
 
+from backend.analytics.models import ClaimDay, OperationDay, RedeemDay, UserDay
 from backend.auth.models import Admin, RefreshToken, SiweNonce
 from backend.businesses.models import ApiKey, Business
 from backend.campaigns.models import (
@@ -36,6 +37,7 @@ __all__ = [
     "Campaign",
     "CampaignTag",
     "Claim",
+    "ClaimDay",
     "ClaimOperation",
     "Cursor",
     "Engagement",
@@ -45,8 +47,10 @@ __all__ = [
     "Lane",
     "LifetimeEarning",
     "Operation",
+    "OperationDay",
     "OutboxMessage",
     "Redeem",
+    "RedeemDay",
     "Redemption",
     "RefreshToken",
     "RelayRequest",
@@ -64,6 +68,7 @@ __all__ = [
     "TriggerCounter",
     "TriggerSource",
     "User",
+    "UserDay",
     "UserEvent",
     "UserLink",
     "Webhook",

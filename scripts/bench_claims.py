@@ -11,44 +11,16 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from tempfile import mkdtemp
 from typing import Any
 
-from tests.conftest import production_stack, running_anvil, service_url, throwaway_postgres
-from tests.e2e.test_campaigns import campaign_of, member
-from tests.e2e.test_relay import open_shop
-
-
-def process_of(port: int) -> int:
-    """The `pers api` process listening on `port`."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"api" in args and str(port).encode() in args:
-            return int(pid)
-    raise SystemExit("pers api not found")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+from scripts.bench_stack import campaign_bench, cpu_seconds, process_of
+from tests.e2e.test_campaigns import member
 
 
 def main(n: int, threads: int) -> None:
-    broker = service_url("PERS_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//", 5672, "RabbitMQ")
-    redis = service_url("PERS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", 6379, "Redis")
-    with (
-        throwaway_postgres() as database,
-        running_anvil() as node,
-        production_stack(Path(mkdtemp()), database, broker, redis, f"http://127.0.0.1:{node.port}") as stack,
-    ):
-        platform = stack.platform
+    with campaign_bench(n) as bench:
+        platform, shop, campaign = bench.platform, bench.shop, bench.campaign
         api = process_of(platform.client.base_url.port or 80)
-        shop = open_shop(platform, "Bench")
-        campaign = campaign_of(platform, shop, amount="1", max_amount=str(10 * n))
         users = [member(platform, shop) for _ in range(n)]
 
         def run(path: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:

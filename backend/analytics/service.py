@@ -1,26 +1,27 @@
-"""Analytics figures, each one SQL aggregate (GROUP BY a date bucket for the series): never a loop
-over rows. A caller sees the tenant's environment; a business only its share (claims at it or of its
-campaigns, operations it signs, redeems of its offers)."""
+"""Analytics figures read from the daily rollups (models.py, kept by rollups.py as the facts settle):
+each figure one SQL aggregate over at most a row per day and key, grouped by bucket (unique users
+too: see `UserReturn`). A range covers whole UTC days, from `from`'s day to `to`'s.
+A caller sees the tenant's environment; a business only its share (claims at it or of its campaigns,
+operations it signs, redeems of its offers)."""
 
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, cast, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Date, DateTime, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
+from backend.analytics.models import NONE, ClaimDay, OperationDay, RedeemDay, UserReturn
 from backend.analytics.schemas import Analytics, Bucket, BudgetUse, Figures, Interval, Share, Tokens
 from backend.auth.principal import BUSINESS, Principal
-from backend.campaigns.models import Campaign, Claim, ClaimOperation, TokenUnit, Trigger
+from backend.campaigns.models import Campaign, TokenUnit
 from backend.kit.errors import PersError
-from backend.redemptions.models import Redeem, Redemption
-from backend.relay.models import Operation
+from backend.redemptions.models import Redemption
 
-Query = Select[*tuple[Any, ...]]  # an aggregate of any columns
 MAX_BUCKETS = 1000
 DEFAULT_DAYS = 30
-SETTLED = ("mined", "confirmed")  # an operation's amount counts once it is on chain
+COUNTS = ("completed", "failed", "issued", "burned", "transferred", "gas_used", "redeems")  # they add up
 
 
 def _invalid(message: str, code: str) -> PersError:
@@ -35,7 +36,7 @@ class Window:
     buckets: list[str]  # every bucket's first day, YYYY-MM-DD
 
 
-def _first_day(day: date, interval: Interval) -> date:
+def first_day(day: date, interval: Interval) -> date:
     if interval == "week":
         return day - timedelta(days=day.weekday())  # Monday, as date_trunc('week') has it
     if interval == "month":
@@ -62,7 +63,7 @@ def window(start: datetime | None, end: datetime | None, interval: Interval) -> 
         start = _utc(start) if start else end - timedelta(days=DEFAULT_DAYS)
         if start > end:
             raise _invalid("`from` is after `to`", "invalid_range")
-        day, last, buckets = _first_day(start.date(), interval), end.date(), list[str]()
+        day, last, buckets = first_day(start.date(), interval), end.date(), list[str]()
         while day <= last:
             if len(buckets) == MAX_BUCKETS:
                 raise _invalid(
@@ -83,185 +84,175 @@ class Subject:
     token_id: uuid.UUID | None = None
 
 
-def _bucket(session: Session, column: Any, interval: Interval) -> ColumnElement[str]:
-    """The row's bucket as YYYY-MM-DD text (UTC), on Postgres and on SQLite alike."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.date_trunc(interval, func.timezone("UTC", column)), "YYYY-MM-DD")
-    if interval == "week":
-        return func.date(column, "weekday 0", "-6 days")
-    if interval == "month":
-        return func.strftime("%Y-%m-01", column)
-    return func.date(column)
+Where = list[ColumnElement[bool]]
 
 
-def _amount(session: Session) -> Any:
-    # Uint256 is NUMERIC on Postgres but decimal text on SQLite, where SUM would give a float.
-    if session.get_bind().dialect.name == "postgresql":
-        return Operation.amount
-    return cast(Operation.amount, BigInteger)
-
-
-def _grouped(session: Session, query: Query, column: Any, win: Window) -> Query:
-    bucket = _bucket(session, column, win.interval).label("bucket")
-    return query.add_columns(bucket).group_by(bucket)
-
-
-def _claims(caller: Principal, subject: Subject, win: Window) -> Query:
+def _days(model: Any, caller: Principal, win: Window) -> Where:
     scope = caller.tenant
-    query: Query = (
-        select(
-            func.count().label("claims"),
-            func.count(case((Claim.status == "completed", 1))).label("completed"),
-            func.count(case((Claim.status == "failed", 1))).label("failed"),
-            func.count(func.distinct(Claim.user_id)).label("unique_users"),
-        )
-        .select_from(Claim)
-        .where(
-            Claim.tenant_id == scope.tenant_id,
-            Claim.environment == scope.environment,
-            Claim.created_at >= win.start,
-            Claim.created_at < win.end,
-        )
-    )
+    return [
+        model.tenant_id == scope.tenant_id,
+        model.environment == scope.environment,
+        model.day >= win.start.date(),
+        model.day <= win.end.date(),
+    ]
+
+
+def _claims(caller: Principal, subject: Subject, win: Window) -> Where:
+    """The claims' rows the caller sees about the subject."""
+    where = _days(ClaimDay, caller, win)
     if caller.kind == BUSINESS:
         own = select(Campaign.id).where(
-            Campaign.tenant_id == scope.tenant_id, Campaign.business_id == caller.subject_id
+            Campaign.tenant_id == caller.tenant.tenant_id, Campaign.business_id == caller.subject_id
         )
-        query = query.where(or_(Claim.business_id == caller.subject_id, Claim.campaign_id.in_(own)))
+        where.append(or_(ClaimDay.business_id == caller.subject_id, ClaimDay.campaign_id.in_(own)))
     if subject.campaign_id is not None:
-        query = query.where(Claim.campaign_id == subject.campaign_id)
+        where.append(ClaimDay.campaign_id == subject.campaign_id)
     if subject.token_id is not None:
         paying = select(TokenUnit.campaign_id).where(TokenUnit.token_type_id == subject.token_id)
-        query = query.where(Claim.campaign_id.in_(paying))
-    return query
+        where.append(ClaimDay.campaign_id.in_(paying))
+    return where
 
 
-def _operations(session: Session, caller: Principal, subject: Subject, win: Window) -> Query:
-    scope, amount = caller.tenant, _amount(session)
-    settled = Operation.status.in_(SETTLED)
+def _users(caller: Principal, subject: Subject, win: Window) -> Where:
+    """The caller's view of the subject's users (see `UserDay`)."""
+    audience = caller.subject_id if caller.kind == BUSINESS else NONE
+    return [
+        *_days(UserReturn, caller, win),
+        UserReturn.audience == audience,
+        UserReturn.subject == (subject.campaign_id or subject.token_id or NONE),
+    ]
 
-    def moved(kind: str) -> Any:
-        return func.coalesce(func.sum(case((and_(settled, Operation.type == kind), amount), else_=0)), 0)
 
-    query = (
-        select(
-            moved("mint").label("issued"),
-            moved("burn").label("burned"),
-            moved("transfer").label("transferred"),
-            func.coalesce(func.sum(Operation.gas_used), 0).label("gas_used"),
-        )
-        .select_from(Operation)
-        .where(
-            Operation.tenant_id == scope.tenant_id,
-            Operation.environment == scope.environment,
-            Operation.created_at >= win.start,
-            Operation.created_at < win.end,
-        )
-    )
+def _operations(caller: Principal, subject: Subject, win: Window) -> Where:
+    where = _days(OperationDay, caller, win)
     if caller.kind == BUSINESS:
-        query = query.where(Operation.business_id == caller.subject_id)
+        where.append(OperationDay.business_id == caller.subject_id)
     if subject.campaign_id is not None:
-        paid = (
-            select(ClaimOperation.operation_id)
-            .join(Claim, Claim.id == ClaimOperation.claim_id)
-            .where(Claim.tenant_id == scope.tenant_id, Claim.campaign_id == subject.campaign_id)
-        )
-        query = query.where(Operation.id.in_(paid))
+        where.append(OperationDay.campaign_id == subject.campaign_id)
     if subject.token_id is not None:
-        query = query.where(Operation.token_type_id == subject.token_id)
-    return query
+        where.append(OperationDay.token_type_id == subject.token_id)
+    return where
 
 
-def _redeems(caller: Principal, subject: Subject, win: Window) -> Query:
-    scope = caller.tenant
-    query: Query = (
-        select(func.count().label("redeems"))
-        .select_from(Redeem)
-        .join(Redemption, Redemption.id == Redeem.redemption_id)
-        .where(
-            Redeem.tenant_id == scope.tenant_id,
-            Redeem.environment == scope.environment,
-            Redeem.created_at >= win.start,
-            Redeem.created_at < win.end,
-        )
-    )
+def _redeems(caller: Principal, subject: Subject, win: Window) -> Where:
+    where = _days(RedeemDay, caller, win)
     if caller.kind == BUSINESS:
-        query = query.where(Redemption.business_id == caller.subject_id)
+        where.append(Redemption.business_id == caller.subject_id)
     if subject.token_id is not None:
-        query = query.where(
+        where.append(
             or_(Redemption.cost_token_id == subject.token_id, Redemption.reward_token_id == subject.token_id)
         )
-    return query
+    return where
 
 
-def _figures(claims: Any, operations: Any, redeems: int) -> dict[str, Any]:
-    counted = claims.claims if claims else 0
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _bucket_start(session: Session, day: Any, interval: Interval) -> ColumnElement[Any]:
+    """The first day of the day's bucket (a date on Postgres, YYYY-MM-DD text on SQLite)."""
+    if _postgres(session):
+        return cast(func.date_trunc(interval, cast(day, DateTime)), Date)
+    if interval == "week":
+        return func.date(day, "weekday 0", "-6 days")
+    if interval == "month":
+        return func.date(day, "start of month")
+    return func.date(day)
+
+
+def _unique_users(session: Session, win: Window) -> ColumnElement[Any]:
+    """A bucket's users: those of its days whose previous active day is before the bucket (or before
+    the range, for a first bucket that starts before it); see `UserReturn`."""
+    start, first = _bucket_start(session, UserReturn.day, win.interval), win.start.date()
+    since = case((start > first, start), else_=first)
+    return func.coalesce(func.sum(case((UserReturn.previous < since, UserReturn.users), else_=0)), 0)
+
+
+def _sum(session: Session, column: Any) -> ColumnElement[Any]:
+    # Uint256 is NUMERIC on Postgres but decimal text on SQLite, where SUM would give a float.
+    if not _postgres(session):
+        column = cast(column, BigInteger)
+    return func.coalesce(func.sum(column), 0)
+
+
+def _by_bucket(
+    session: Session, win: Window, model: Any, where: Where, **figures: ColumnElement[Any]
+) -> dict[str, dict[str, int]]:
+    """The figures per bucket of the window (a bucket without rows is absent)."""
+    bucket = _bucket_start(session, model.day, win.interval)
+    if _postgres(session):
+        bucket = func.to_char(bucket, "YYYY-MM-DD")
+    query = select(bucket.label("bucket"), *(v.label(k) for k, v in figures.items())).select_from(model)
+    if model is RedeemDay:  # a redeem's business and tokens are its offer's
+        query = query.join(Redemption, Redemption.id == RedeemDay.redemption_id)
+    rows = session.execute(query.where(*where).group_by(bucket))
+    return {row.bucket: {k: int(row._mapping[k]) for k in figures} for row in rows}
+
+
+def _figures(n: dict[str, int]) -> dict[str, Any]:
+    claims = n["completed"] + n["failed"]
     return {
-        "claims": counted,
-        "completed": claims.completed if claims else 0,
-        "failed": claims.failed if claims else 0,
-        "unique_users": claims.unique_users if claims else 0,
-        "tokens": Tokens(
-            issued=int(operations.issued) if operations else 0,
-            burned=int(operations.burned) if operations else 0,
-            transferred=int(operations.transferred) if operations else 0,
-        ),
-        "redeems": redeems,
-        "redemption_rate": redeems / counted if counted else None,
-        "gas_used": int(operations.gas_used) if operations else 0,
+        "claims": claims,
+        "completed": n["completed"],
+        "failed": n["failed"],
+        "unique_users": n["unique_users"],
+        "tokens": Tokens(issued=n["issued"], burned=n["burned"], transferred=n["transferred"]),
+        "redeems": n["redeems"],
+        "redemption_rate": n["redeems"] / claims if claims else None,
+        "gas_used": n["gas_used"],
     }
 
 
-def _shares(session: Session, claims: Query, key: Any, join: Any = None) -> list[Share]:
-    query: Query = claims.with_only_columns(
-        key.label("key"), func.count().label("claims"), func.count(case((Claim.status == "completed", 1)))
-    )
-    if join is not None:
-        query = query.join(*join)
-    rows = session.execute(query.group_by(key).order_by(func.count().desc())).all()
-    return [Share(key=None if k is None else str(k), claims=n, completed=done) for k, n, done in rows]
+def _shares(session: Session, where: Where, key: Any) -> list[Share]:
+    claims = func.sum(ClaimDay.completed + ClaimDay.failed)
+    query = select(key, claims, func.sum(ClaimDay.completed)).where(*where).group_by(key)
+    rows = session.execute(query.order_by(claims.desc(), key)).all()
+    return [Share(key=None if k == NONE else str(k), claims=n, completed=done) for k, n, done in rows]
 
 
 def analytics(session: Session, caller: Principal, subject: Subject, win: Window) -> Analytics:
-    claims, operations = _claims(caller, subject, win), _operations(session, caller, subject, win)
-    redeems = _redeems(caller, subject, win)
-    total = _figures(
-        session.execute(claims).one(),
-        session.execute(operations).one(),
-        session.execute(redeems).scalar_one(),
-    )
-    by_bucket: dict[str, dict[str, Any]] = {}
-    for name, query, column in (
-        ("claims", claims, Claim.created_at),
-        ("operations", operations, Operation.created_at),
-        ("redeems", redeems, Redeem.created_at),
-    ):
-        for row in session.execute(_grouped(session, query, column, win)).all():  # a row per bucket
-            by_bucket.setdefault(row.bucket, {})[name] = row
-    series = [
-        Bucket(
-            start=start,
-            **_figures(
-                found.get("claims"),
-                found.get("operations"),
-                found["redeems"].redeems if "redeems" in found else 0,
-            ),
-        )
-        for start in win.buckets
-        for found in [by_bucket.get(start, {})]
+    claims, users = _claims(caller, subject, win), _users(caller, subject, win)
+    found = [
+        _by_bucket(
+            session,
+            win,
+            ClaimDay,
+            claims,
+            completed=func.sum(ClaimDay.completed),
+            failed=func.sum(ClaimDay.failed),
+        ),
+        _by_bucket(session, win, UserReturn, users, unique_users=_unique_users(session, win)),
+        _by_bucket(
+            session,
+            win,
+            OperationDay,
+            _operations(caller, subject, win),
+            issued=_sum(session, OperationDay.issued),
+            burned=_sum(session, OperationDay.burned),
+            transferred=_sum(session, OperationDay.transferred),
+            gas_used=_sum(session, OperationDay.gas_used),
+        ),
+        _by_bucket(
+            session, win, RedeemDay, _redeems(caller, subject, win), redeems=func.sum(RedeemDay.redeems)
+        ),
     ]
+    counts = {start: dict.fromkeys((*COUNTS, "unique_users"), 0) for start in win.buckets}
+    for by_bucket in found:
+        for start, figures in by_bucket.items():
+            counts[start].update(figures)
+    total = {k: sum(n[k] for n in counts.values()) for k in COUNTS}
+    returning = select(func.sum(UserReturn.users)).where(*users, UserReturn.previous < win.start.date())
+    total["unique_users"] = session.scalar(returning) or 0
     return Analytics.model_validate(
         {
             "from_": win.start,
             "to": win.end,
             "interval": win.interval,
-            "totals": Figures(**total),
-            "series": series,
-            "by_business": _shares(session, claims, Claim.business_id),
-            "by_trigger_type": _shares(
-                session, claims, Trigger.type, (Trigger, Trigger.id == Claim.trigger_id)
-            ),
-            "by_trigger_source": _shares(session, claims, Claim.trigger_source_id),
+            "totals": Figures(**_figures(total)),
+            "series": [Bucket(start=start, **_figures(n)) for start, n in counts.items()],
+            "by_business": _shares(session, claims, ClaimDay.business_id),
+            "by_trigger_type": _shares(session, claims, ClaimDay.trigger_type),
+            "by_trigger_source": _shares(session, claims, ClaimDay.trigger_source_id),
             "budget": _budget(session, subject),
         }
     )

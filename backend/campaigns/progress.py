@@ -1,7 +1,7 @@
 """A claim follows its operations: `completed` once every one is mined (or confirmed), `failed` as
 soon as one fails. The relay calls `operations_changed` from `notify_changed`, in the unit of work
 that changed them; the claim row is locked, so two transactions settling two operations of one claim
-cannot both see the other's as unfinished."""
+cannot both see the other's as unfinished. The analytics rollups count the claims that settled."""
 
 import uuid
 from collections.abc import Sequence
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.analytics import rollups
 from backend.auth.principal import TenantScope
 from backend.campaigns.models import Claim, ClaimOperation
 from backend.campaigns.schemas import ClaimOut
@@ -27,6 +28,7 @@ def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type
         return
     paid = select(ClaimOperation.claim_id).where(ClaimOperation.operation_id.in_(op_ids))
     query = select(Claim).where(Claim.id.in_(paid), Claim.status == "pending").order_by(Claim.id)
+    settled = []
     for claim in session.scalars(query.with_for_update().execution_options(populate_existing=True)).all():
         ops = select(Operation.status).where(Operation.id.in_([uuid.UUID(i) for i in claim.operation_ids]))
         statuses = set(session.scalars(ops))
@@ -37,6 +39,8 @@ def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type
         else:
             continue
         claim.finished_at = utcnow()
+        settled.append(claim.id)
         session.flush()
         data = ClaimOut.model_validate(claim).model_dump(mode="json", by_alias=True)
         webhooks.emit(session, TenantScope(claim.tenant_id, claim.environment), f"claim.{claim.status}", data)
+    rollups.claims_settled(session, settled)

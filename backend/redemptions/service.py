@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
+from backend.analytics import rollups
 from backend.auth.principal import USER, TenantScope
 from backend.businesses.models import Business
 from backend.kit.db import utcnow
@@ -303,7 +304,8 @@ def fulfil(session: Session, scope: TenantScope, business_id: uuid.UUID, redeem_
 
 def follow(session: Session, limit: int = 500) -> int:
     """Moves open redeems along their operations: PROCESSING once sent; COMPLETED when every operation
-    is settled; FAILED (stock given back) when one failed. Answers how many changed."""
+    is settled; FAILED (stock given back) when one failed; the settled ones into the analytics
+    rollups. Answers how many changed."""
     redeems = list(
         session.scalars(
             select(Redeem)
@@ -322,7 +324,7 @@ def follow(session: Session, limit: int = 500) -> int:
             select(Operation.id, Operation.status, Operation.error_code).where(Operation.id.in_(ids))
         )
     }
-    changed = 0
+    changed, settled = 0, []
     now = utcnow()
     for record in redeems:
         own = [ops[record.burn_operation_id]]
@@ -345,9 +347,11 @@ def follow(session: Session, limit: int = 500) -> int:
         else:
             continue
         changed += 1
+        settled.append(record.id)
         scope = TenantScope(record.tenant_id, record.environment)
         webhooks.emit(session, scope, f"redeem.{record.status.lower()}", _event(record))
     session.flush()
+    rollups.redeems_settled(session, settled)
     return changed
 
 

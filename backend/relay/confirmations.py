@@ -9,6 +9,7 @@ transaction."""
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.analytics import rollups
 from backend.kit import jobs
 from backend.kit.db import utcnow
 from backend.relay import events
@@ -57,6 +58,7 @@ def settle(sessions: sessionmaker[Session], progress: Progress) -> None:
 
 
 def _left_the_chain(session: Session, op: Operation) -> None:
+    rollups.operations_unsettled(session, [op.id])  # counted when mined, and will be when mined again
     op.status, op.block_number, op.log_index, op.finished_at = "submitted", None, None, None
     carrier = None if op.relayer_tx_id is None else session.get(RelayerTransaction, op.relayer_tx_id)
     if carrier is not None and carrier.status == "mined":

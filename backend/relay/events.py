@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from backend.analytics import rollups
 from backend.auth.principal import TenantScope
 from backend.campaigns import progress as claims
 from backend.relay.models import Operation
@@ -26,13 +27,14 @@ _NOTIFY = text(f"NOTIFY {CHANNEL}")
 
 def notify_changed(session: Session, ops: Sequence[Any], event_type: str) -> None:
     """Called inside the unit of work that changed the operations (rows with `id`, `tenant_id` and
-    `environment`): the claims the operations pay and the statuses they grant or revoke follow them,
-    and the tenants' webhooks get the event once it commits. Only the operations of a tenant that
-    subscribes to the event are read back whole."""
+    `environment`): the analytics rollups count the settled ones, the claims the operations pay and
+    the statuses they grant or revoke follow them, and the tenants' webhooks get the event once it
+    commits. Only the operations of a tenant that subscribes to the event are read back whole."""
     by_scope: dict[tuple[Any, str], list[Any]] = {}  # plain keys: a thousand scopes cost more to build
     for op in ops:
         by_scope.setdefault((op.tenant_id, op.environment), []).append(op.id)
     op_ids = [op.id for op in ops]
+    rollups.operations_changed(session, op_ids, event_type)
     claims.operations_changed(session, op_ids, event_type)
     tiers.operations_changed(session, op_ids, event_type)
     for (tenant_id, environment), ids in by_scope.items():

@@ -6,8 +6,8 @@ taking random block hashes, and a reorg deletes by the key's prefix, which the s
 indexes did (they go). The (signer, ref) index holds the outcome events only, the rows operations are
 joined to. Holdings pages keep room for HOT updates. See docs/indexer.md ("Writing a chunk").
 
-Revision ID: 0014
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-27 21:50:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014"
-down_revision: str | None = "0010"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
