@@ -21,7 +21,7 @@ from starlette.routing import Match
 from backend import __doc__ as description
 from backend.analytics.router import router as analytics_router
 from backend.audit.router import router as audit_router
-from backend.auth.principal import Pending
+from backend.auth.principal import DeferredAuth
 from backend.auth.router import admins as admins_router
 from backend.auth.router import router as auth_router
 from backend.balances.router import router as balances_router
@@ -187,11 +187,11 @@ def refusal(exc: PersError) -> JSONResponse:
 async def credentials_first(request: Request) -> JSONResponse | None:
     """The refusal of the caller's credentials, if a route that checks them itself (`DeferredAuth`)
     was refused before it could: they are told before anything about the input, as on every route."""
-    pending: Pending | None = getattr(request.state, "pending_auth", None)
-    if pending is None or pending.checked:
+    rule: DeferredAuth | None = getattr(request.state, "deferred_auth", None)
+    if rule is None or getattr(request.state, "auth_checked", False):
         return None
     try:
-        await run_in_threadpool(pending.check_apart)
+        await run_in_threadpool(rule.check_apart, request)
     except PersError as exc:
         return refusal(exc)
     return None

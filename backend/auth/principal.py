@@ -267,23 +267,14 @@ class Pending:
     """A caller whose credentials are read but not yet checked: calling it checks them (once) in the
     calling thread, with the request's session. See `DeferredAuth`."""
 
-    def __init__(self, auth: Auth, request: Request, session: Session) -> None:
+    def __init__(self, auth: "DeferredAuth", request: Request, session: Session) -> None:
         self.auth, self.request, self.session = auth, request, session
-        self.checked = False
         self.principal: Principal | None = None
 
     def __call__(self) -> Principal:
         if self.principal is None:
-            self.checked = True
             self.principal = self.auth.check(self.request, self.session)
         return self.principal
-
-    def check_apart(self) -> None:
-        """The check of a request refused before its route called the caller: in a session of its
-        own, rolled back (the request's is closed by then)."""
-        self.checked = True
-        with _runtime(self.request).sessions() as session:
-            self.auth.check(self.request, session)
 
 
 class DeferredAuth(Auth):
@@ -294,8 +285,18 @@ class DeferredAuth(Auth):
     handlers), so bad credentials are told before anything about the input."""
 
     async def __call__(self, request: Request, session: DbSession, **_documented: object) -> Pending:  # type: ignore[override]
-        pending = request.state.pending_auth = Pending(self, request, session)
-        return pending
+        request.state.deferred_auth = self  # the rule, not the `Pending`: no cycle through the request
+        return Pending(self, request, session)
+
+    def check(self, request: Request, session: Session) -> Principal:
+        request.state.auth_checked = True
+        return super().check(request, session)
+
+    def check_apart(self, request: Request) -> None:
+        """The check of a request refused before its route called the caller: in a session of its
+        own, rolled back (the request's is closed by then)."""
+        with _runtime(request).sessions() as session:
+            self.check(request, session)
 
 
 OperatorAuth = Annotated[Principal, Depends(Auth(OPERATOR))]
