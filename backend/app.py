@@ -14,12 +14,14 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from pydantic.alias_generators import to_camel
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from backend import __doc__ as description
 from backend.analytics.router import router as analytics_router
 from backend.audit.router import router as audit_router
+from backend.auth.principal import DeferredAuth
 from backend.auth.router import admins as admins_router
 from backend.auth.router import router as auth_router
 from backend.balances.router import router as balances_router
@@ -179,6 +181,26 @@ class RequestContext:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
+def refusal(exc: PersError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else None
+    # The API's names (`retryAfter`), like everything else in its bodies.
+    details = {to_camel(key): value for key, value in exc.details.items()}
+    return JSONResponse(error_body(exc.code, exc.message, details), status_code=exc.status, headers=headers)
+
+
+async def credentials_first(request: Request) -> JSONResponse | None:
+    """The refusal of the caller's credentials, if a route that checks them itself (`DeferredAuth`)
+    was refused before it could: they are told before anything about the input, as on every route."""
+    rule: DeferredAuth | None = getattr(request.state, "deferred_auth", None)
+    if rule is None or getattr(request.state, "auth_checked", False):
+        return None
+    try:
+        await run_in_threadpool(rule.check_apart, request)
+    except PersError as exc:
+        return refusal(exc)
+    return None
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -203,16 +225,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(RequestContext)
 
     @app.exception_handler(PersError)
-    async def pers_error(_: Request, exc: PersError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else None
-        # The API's names (`retryAfter`), like everything else in its bodies.
-        details = {to_camel(key): value for key, value in exc.details.items()}
-        return JSONResponse(
-            error_body(exc.code, exc.message, details), status_code=exc.status, headers=headers
-        )
+    async def pers_error(request: Request, exc: PersError) -> JSONResponse:
+        return await credentials_first(request) or refusal(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if (refused := await credentials_first(request)) is not None:
+            return refused
         errors = list(exc.errors())
         details = {"errors": [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]}
         if any(e["type"] == "json_invalid" for e in errors):

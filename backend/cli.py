@@ -348,9 +348,16 @@ HEALTHCHECK_SECONDS = 60  # how long an API process may take to answer its super
 
 def api_app() -> "FastAPI":
     """One `pers api` process's application (uvicorn's factory in each of several processes)."""
+    import gc
+
     from backend.app import create_app
 
-    return create_app(_runtime(_production_settings(*API_SECRETS)))
+    api = create_app(_runtime(_production_settings(*API_SECRETS)))
+    # What exists by now (modules, routes, schemas, mappers: ≈ 280,000 objects) lives as long as the
+    # process: frozen out of the collector's sight, a full collection walks only what requests made.
+    # Walking it all again took ≈ 8 % of a request's CPU.
+    gc.freeze()
+    return api
 
 
 def _metrics_port(settings: Settings, exposition: Any) -> None:

@@ -231,6 +231,9 @@ class Auth:
         )
 
     def __call__(self, request: Request, session: DbSession, **_documented: object) -> Principal:
+        return self.check(request, session)
+
+    def check(self, request: Request, session: Session) -> Principal:
         # One rate-limit round trip per request: an address out of failed authentications is refused
         # (429) with good credentials (`authenticated`) and with bad ones (`credentials_refused`).
         headers = request.headers
@@ -258,6 +261,42 @@ class Auth:
         if principal.kind == BUSINESS and needed is not None and needed not in principal.scopes:
             raise Forbidden(f"the API key lacks the scope {needed}", code="insufficient_scope", scope=needed)
         return principal
+
+
+class Pending:
+    """A caller whose credentials are read but not yet checked: calling it checks them (once) in the
+    calling thread, with the request's session. See `DeferredAuth`."""
+
+    def __init__(self, auth: "DeferredAuth", request: Request, session: Session) -> None:
+        self.auth, self.request, self.session = auth, request, session
+        self.principal: Principal | None = None
+
+    def __call__(self) -> Principal:
+        if self.principal is None:
+            self.principal = self.auth.check(self.request, self.session)
+        return self.principal
+
+
+class DeferredAuth(Auth):
+    """`Auth` checked by the route itself, in the same trip through the thread pool as its work and
+    commit (`Pending`): on the hottest routes, waking a pool thread costs as much as a query. The
+    answers keep their order: the route calls the caller before anything else, and a request refused
+    before that (invalid input) has its credentials checked first (`check_apart`, by the app's error
+    handlers), so bad credentials are told before anything about the input."""
+
+    async def __call__(self, request: Request, session: DbSession, **_documented: object) -> Pending:  # type: ignore[override]
+        request.state.deferred_auth = self  # the rule, not the `Pending`: no cycle through the request
+        return Pending(self, request, session)
+
+    def check(self, request: Request, session: Session) -> Principal:
+        request.state.auth_checked = True
+        return super().check(request, session)
+
+    def check_apart(self, request: Request) -> None:
+        """The check of a request refused before its route called the caller: in a session of its
+        own, rolled back (the request's is closed by then)."""
+        with _runtime(request).sessions() as session:
+            self.check(request, session)
 
 
 OperatorAuth = Annotated[Principal, Depends(Auth(OPERATOR))]

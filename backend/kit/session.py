@@ -5,10 +5,13 @@ Async, so opening the session (no I/O until its first statement) costs no trip t
 pool; the commit and the dispatch (database and broker I/O) take one, or none for a route that
 runs its work `then_commit`: the work and the commit share one trip.
 
-At most `POOL_CAPACITY` requests hold a session at once; the others wait here, on the event loop.
+At most `POOL_SIZE` requests hold a session at once; the others wait here, on the event loop.
 Otherwise, with more requests than worker threads, every thread could be blocked waiting for a pooled
 connection (or for a row lock) while the requests holding the connections (or the lock) wait for a
-thread to run their next step or their commit: nothing moves until the pool's 30 s timeout (a 500)."""
+thread to run their next step or their commit: nothing moves until the pool's 30 s timeout (a 500).
+`POOL_SIZE`, not the pool's whole capacity: the pool keeps that many connections open, and closes
+each overflow connection when it is returned, so requests beyond it would open (and Postgres fork)
+a connection each; the overflow is left to what runs beside the requests (`/readyz`, the outbox)."""
 
 import asyncio
 import uuid
@@ -20,7 +23,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from backend.kit import outbox
-from backend.kit.db import POOL_CAPACITY
+from backend.kit.db import POOL_SIZE
 
 T = TypeVar("T")
 _ENDED = "pers_request_ended"  # in `session.info`: committed or rolled back, and closed
@@ -44,7 +47,7 @@ def _gate(request: Request) -> asyncio.Semaphore:
     state = request.app.state
     gate: asyncio.Semaphore | None = getattr(state, "db_gate", None)
     if gate is None:  # made on the event loop's thread: no other request runs between these lines
-        gate = state.db_gate = asyncio.Semaphore(POOL_CAPACITY)
+        gate = state.db_gate = asyncio.Semaphore(POOL_SIZE)
     return gate
 
 

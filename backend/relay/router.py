@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import Select, or_, select
 
-from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, Auth, Principal
+from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, Auth, DeferredAuth, Pending, Principal
 from backend.kit.api import Page, Paging, app_settings, error_responses
 from backend.kit.errors import NotFound, PersError
 from backend.kit.session import DbSession, then_commit
@@ -34,7 +34,9 @@ from backend.users.models import User
 router = APIRouter(
     prefix="/v1/transactions", tags=["transactions"], responses=error_responses(400, 401, 403, 422, 429)
 )
-Mover = Annotated[Principal, Depends(Auth(ADMIN, BUSINESS, USER, scope="transactions:write"))]
+MOVERS = (ADMIN, BUSINESS, USER)
+Mover = Annotated[Principal, Depends(Auth(*MOVERS, scope="transactions:write"))]
+PendingMover = Annotated[Pending, Depends(DeferredAuth(*MOVERS, scope="transactions:write"))]
 Reader = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR, BUSINESS, USER))]
 Lister = Annotated[Principal, Depends(Auth(ADMIN, AUDITOR, BUSINESS))]
 UserAuth = Annotated[Principal, Depends(Auth(USER))]
@@ -51,13 +53,21 @@ def _actor(caller: Principal) -> service.Actor:
 
 
 async def idempotent_answer(
-    request: Request, session: DbSession, caller: Principal, key: str | None, body: Any, work: Any
+    request: Request,
+    session: DbSession,
+    caller: Principal | Pending,
+    key: str | None,
+    body: Any,
+    work: Any,
 ) -> JSONResponse:
-    """`work()`'s answer, or the first answer to the same key and body; the work and the commit take
-    one trip through the thread pool (`then_commit`): these are the hottest routes of the API."""
+    """`work()`'s answer, or the first answer to the same key and body; the caller's check (when
+    `Pending`), the work and the commit take one trip through the thread pool (`then_commit`): these
+    are the hottest routes of the API."""
 
     def answer() -> JSONResponse:
-        claim = Claim(session, caller, key, request_hash(request.url.path, body)) if key is not None else None
+        principal = caller() if isinstance(caller, Pending) else caller
+        digest = request_hash(request.url.path, body)
+        claim = Claim(session, principal, key, digest) if key is not None else None
         if claim is not None and claim.answer is not None:
             return JSONResponse(claim.answer, status_code=202)
         result = work()
@@ -81,7 +91,7 @@ async def create(
     body: TransactionCreate,
     request: Request,
     session: DbSession,
-    caller: Mover,
+    caller: PendingMover,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Queue one operation: a business's mint (its custodial signer signs), an admin's mint for a
@@ -89,7 +99,8 @@ async def create(
     settings = app_settings(request)
 
     def work() -> dict[str, Any]:
-        return record(service.submit(session, settings, caller.tenant, _actor(caller), body))
+        principal = caller()  # checked by `idempotent_answer`, in this trip
+        return record(service.submit(session, settings, principal.tenant, _actor(principal), body))
 
     dumped = body.model_dump(mode="json", by_alias=True)
     return await idempotent_answer(request, session, caller, idempotency_key, dumped, work)
@@ -100,7 +111,7 @@ async def create_batch(
     body: BatchCreate,
     request: Request,
     session: DbSession,
-    caller: Mover,
+    caller: PendingMover,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Up to 1,000 operations, each accepted or refused on its own (`status` per item)."""
@@ -109,6 +120,7 @@ async def create_batch(
     settings = app_settings(request)
 
     def work() -> dict[str, Any]:
+        principal = caller()  # checked by `idempotent_answer`, in this trip
         items: list[dict[str, Any] | None] = [None] * len(body.operations)
         valid: list[tuple[int, TransactionCreate]] = []
         for index, raw in enumerate(body.operations):
@@ -122,7 +134,8 @@ async def create_batch(
                     "details": {"loc": list(first["loc"])},
                 }
                 items[index] = {"index": index, "status": 422, "transaction": None, "error": error}
-        results = service.submit_many(session, settings, caller.tenant, _actor(caller), [b for _, b in valid])
+        bodies = [b for _, b in valid]
+        results = service.submit_many(session, settings, principal.tenant, _actor(principal), bodies)
         for (index, _), result in zip(valid, results, strict=True):
             if isinstance(result, PersError):
                 error = {"code": result.code, "message": result.message, "details": result.details}

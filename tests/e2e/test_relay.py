@@ -350,6 +350,10 @@ def test_bad_input_is_refused_with_a_code_and_queues_nothing(platform: Platform)
         ({**base, "type": "transfer", "from": holder}, shop.key, 422, "signature_required"),
         (base, admin, 422, "business_required"),
         ({**base, "bogus": 1}, shop.key, 422, "unknown_field"),
+        # Credentials are checked in the route's own trip (`DeferredAuth`), yet told before the input.
+        ({**base, "bogus": 1}, {"X-API-Key": "sk_unknown"}, 401, "invalid_api_key"),
+        (base, {"X-API-Key": "sk_unknown"}, 401, "invalid_api_key"),
+        (base, {}, 401, "unauthenticated"),
     ]
     for body, headers, status, code in cases:
         answer = client.post("/v1/transactions", json=body, headers=headers)
@@ -358,6 +362,8 @@ def test_bad_input_is_refused_with_a_code_and_queues_nothing(platform: Platform)
     too_many = {"operations": [base] * 1001}
     answer = client.post("/v1/transactions/batch", json=too_many, headers=shop.key)
     assert (answer.status_code, answer.json()["error"]["code"]) == (422, "batch_too_large")
+    answer = client.post("/v1/transactions/batch", json=too_many, headers={"X-API-Key": "sk_unknown"})
+    assert (answer.status_code, answer.json()["error"]["code"]) == (401, "invalid_api_key")
     key = {**shop.key, "Idempotency-Key": "bad\x01key"}
     answer = client.post("/v1/transactions", json=base, headers=key)
     assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_idempotency_key"
