@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from web3 import Web3
 
 from backend.chain.client import Chain, connect, dev_account
 from backend.chain.deploy import ContractKind, CreditSpec, TokenKind, create_tenant_contracts, deploy_platform
+from backend.kit import migrate
 from backend.kit.db import scratch_database
 from backend.settings import PROJECT_ROOT, Settings
 from tests.platform import Platform
@@ -208,6 +209,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _session_databases.close()
     if IN_CI and _skipped:
         print(f"\nCI=true: {len(_skipped)} skipped test(s) count as failures: {_skipped[:5]}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -229,19 +231,34 @@ def service_url(variable: str, default: str, port: int, what: str) -> str:
     return default
 
 
+# Databases that live as long as the test session (the migrated template), dropped when it ends.
+_session_databases = ExitStack()
+_templates: dict[str, str] = {}  # server URL -> the name of its database at the migrations' head
+
+
+def _migrated_template(base: str) -> str:
+    """A database migrated once per session: copying it is far cheaper than migrating each new one."""
+    if base not in _templates:
+        url = _session_databases.enter_context(scratch_database(base, "pers_template"))
+        migrate.upgrade(url)  # its connections are closed afterwards: a template must have none
+        _templates[base] = url.rsplit("/", 1)[1]
+    return _templates[base]
+
+
 @contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """A new, empty database on the test server, dropped afterwards."""
+def throwaway_postgres(migrated: bool = False) -> Iterator[str]:
+    """A new database on the test server, dropped afterwards: empty, or `migrated` to the head."""
     base = service_url(
         "PERS_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test", 5432, "PostgreSQL"
     )
-    with scratch_database(base, "pers_test") as url:
+    with scratch_database(base, "pers_test", _migrated_template(base) if migrated else None) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    with throwaway_postgres() as url:
+    """A database at the migrations' head (`pers db upgrade` on it has nothing to do)."""
+    with throwaway_postgres(migrated=True) as url:
         yield url
 
 
@@ -275,7 +292,6 @@ def embedded_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
     from pydantic import SecretStr
 
     from backend.app import create_app
-    from backend.kit import migrate
     from backend.kit.logging import configure as configure_logging
     from backend.runtime import Runtime, install
     from backend.worker import configure, start_in_process

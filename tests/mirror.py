@@ -21,7 +21,6 @@ from backend.chain import operations, typed_data
 from backend.chain.client import NodeNonces
 from backend.chain.operations import SignedGroup
 from backend.chain.typed_data import ZERO_ADDRESS, Operation, TokenStandard
-from backend.kit import migrate
 from backend.runtime import Runtime
 from backend.settings import Settings
 from indexer import process, reads
@@ -178,9 +177,8 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 90) -> Non
 
 @contextmanager
 def world(data_dir: Path, **settings: Any) -> Iterator[World]:
-    with running_anvil() as node, throwaway_postgres() as database_url:
+    with running_anvil() as node, throwaway_postgres(migrated=True) as database_url:
         url = f"http://127.0.0.1:{node.port}"
-        migrate.upgrade(database_url)
         s = Settings(
             data_dir=data_dir,
             network="local",

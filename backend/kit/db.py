@@ -120,15 +120,15 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 @contextmanager
-def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
-    """A new, empty Postgres database on the server of `server_url` (tests and benchmarks), dropped
-    afterwards."""
+def scratch_database(server_url: str, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new Postgres database on the server of `server_url` (tests and benchmarks), dropped afterwards:
+    empty, or a copy of the database named `template` (which nobody may be connected to)."""
     import psycopg
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin_dsn = server_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
         yield server_url.rsplit("/", 1)[0] + f"/{name}"
     finally:

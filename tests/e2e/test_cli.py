@@ -132,13 +132,16 @@ class Up:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # it deploys the platform first: slow on a loaded machine
         while True:
             try:
                 httpx.get(f"{self.base}/healthz")
                 return
             except httpx.TransportError:
-                assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()  # not left running after the test
+                    self.proc.wait()
+                    pytest.fail(f"pers up did not start:\n{self.log.read_text()}")
                 time.sleep(0.1)
 
     def printed(self, prefix: str) -> str:

@@ -101,7 +101,7 @@ def test_mints_end_exactly_once_while_workers_die_the_node_stops_and_the_broker_
     seed = int.from_bytes(os.urandom(4))
     rng = random.Random(seed)
     with (
-        throwaway_postgres() as database_url,
+        throwaway_postgres(migrated=True) as database_url,
         private_redis() as broker,
         running_anvil(tmp_path / "anvil-state.json") as node,
         production_stack(

@@ -265,10 +265,14 @@ def test_a_nonce_flood_does_not_block_the_tenants_other_users(
 ) -> None:
     tenant = create_tenant(production_platform)
     with api.client(loopback()) as attacker, api.client(loopback()) as user:
+        started = time.monotonic()
         flood = [
             attacker.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).status_code for _ in range(80)
         ]
-        assert flood.count(201) == 50 and set(flood[50:]) == {429}
+        # The key's burst (50), then refusals but for what refills meanwhile (a loaded machine is slow).
+        refilled = (time.monotonic() - started) / 1.2 + 1
+        assert flood[:50] == [201] * 50 and set(flood[50:]) <= {201, 429}
+        assert flood[50:].count(201) <= refilled, flood
 
         def nonce() -> int:
             return attacker.post("/v1/auth/siwe/nonce", headers=tenant.with_project()).status_code

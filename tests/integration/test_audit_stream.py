@@ -28,8 +28,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         migrate.upgrade(url)
         yield url
         return
-    with throwaway_postgres() as url:
-        migrate.upgrade(url)
+    with throwaway_postgres(migrated=True) as url:
         yield url
 
 

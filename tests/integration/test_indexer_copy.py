@@ -4,7 +4,6 @@ hold (an ERC-1155 `URI` may carry tabs, newlines and backslashes)."""
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from backend.kit import migrate
 from indexer.decoder import CHANGE_COLUMNS, EVENT_COLUMNS, TRANSFER_BATCH, URI, decode
 from indexer.models import BalanceChange, Event
 from indexer.store import encode
@@ -41,8 +40,7 @@ def test_copy_text_round_trips_awkward_strings_and_batches() -> None:
         _log(0, [URI, "0x" + _word(3)], uri),
         _log(1, [TRANSFER_BATCH, HOLDER, "0x" + _word(0), HOLDER], batch),
     ]
-    with throwaway_postgres() as url:
-        migrate.upgrade(url)
+    with throwaway_postgres(migrated=True) as url:
         engine = create_engine(url)
         try:
             encoded = encode(decode(31337, logs))
