@@ -37,13 +37,12 @@ from sqlalchemy.orm import Session
 from backend.analytics.models import FIRST, NONE, ClaimDay, OperationDay, RedeemDay, UserDay, UserReturn
 from backend.campaigns.models import Campaign, Claim, ClaimOperation, TokenUnit, Trigger
 from backend.redemptions.models import Redeem
-from backend.relay.models import Operation
+from backend.relay.models import SETTLING_EVENTS, Operation
 
 MOVED = ("mined", "confirmed")  # an operation's amount counts once it is on chain
 SETTLED_OPERATIONS = (*MOVED, "failed")
 SETTLED_CLAIMS = ("completed", "failed")
 SETTLED_REDEEMS = ("COMPLETED", "FAILED")
-SETTLING = {"transaction.mined", "transaction.failed"}  # the relay's events that settle operations
 TABLES = (ClaimDay, UserDay, UserReturn, OperationDay, RedeemDay)
 USER_DAYS_LOCK = 0x5E75  # the advisory lock class (two-key form: apart from the indexer's one-key locks)
 
@@ -57,7 +56,7 @@ def claims_settled(session: Session, claim_ids: Sequence[uuid.UUID]) -> None:
 
 def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type: str) -> None:
     """The relay's hook: every status change of operations passes here (`relay.events`)."""
-    if event_type in SETTLING and op_ids:
+    if event_type in SETTLING_EVENTS and op_ids:
         _operations(_connection(session), Operation.id.in_(op_ids), 1)
 
 

@@ -14,17 +14,16 @@ from backend.auth.principal import TenantScope
 from backend.campaigns.models import Claim, ClaimOperation
 from backend.campaigns.schemas import ClaimOut
 from backend.kit.db import utcnow
-from backend.relay.models import Operation
+from backend.relay.models import SETTLING_EVENTS, Operation
 from backend.webhooks import service as webhooks
 
 # Every operation is `mined` before it is `confirmed`: the indexer's confirmations (one call per
 # operation) cost no query here.
-SETTLING = {"transaction.mined", "transaction.failed"}
 DONE = {"mined", "confirmed"}
 
 
 def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type: str) -> None:
-    if event_type not in SETTLING or not op_ids:
+    if event_type not in SETTLING_EVENTS or not op_ids:
         return
     paid = select(ClaimOperation.claim_id).where(ClaimOperation.operation_id.in_(op_ids))
     query = select(Claim).where(Claim.id.in_(paid), Claim.status == "pending").order_by(Claim.id)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from backend.kit.db import Base, Timestamped, Uint256, UtcDateTime
 
 QUEUED = "status = 'queued' AND exchange_id IS NULL"  # what the operation pump sends
+SETTLING_EVENTS = frozenset({"transaction.mined", "transaction.failed"})  # the events that settle operations
 
 
 def _where(predicate: str) -> dict[str, Any]:

@@ -12,17 +12,16 @@ from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
 from backend.kit.db import utcnow
-from backend.relay.models import Operation
+from backend.relay.models import SETTLING_EVENTS, Operation
 from backend.tiers.models import LifetimeEarning, StatusGrant, StatusTier
 from backend.tiers.service import described
 from backend.webhooks import service as webhooks
 
-SETTLING = {"transaction.mined", "transaction.failed"}
 MOVING = ("granting", "revoking")
 
 
 def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type: str) -> None:
-    if event_type not in SETTLING or not op_ids:
+    if event_type not in SETTLING_EVENTS or not op_ids:
         return
     query = (
         select(StatusGrant, StatusTier)
