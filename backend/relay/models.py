@@ -52,12 +52,15 @@ class Operation(Timestamped, Base):
         Index("ix_operations_relayer_tx_id", "relayer_tx_id", **_where("relayer_tx_id IS NOT NULL")),
         Index("ix_operations_request_id", "request_id", **_where("request_id IS NOT NULL")),
         Index("ix_operations_scope", "tenant_id", "environment", "created_at"),
+        Index("ix_operations_exchange_id", "exchange_id", **_where("exchange_id IS NOT NULL")),
     )
 
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    # No foreign keys to the tenant, business, token type or relayer transaction: checking them cost
+    # more than the insert itself (migration 0014, docs/adr/0009); the parents are never deleted.
+    tenant_id: Mapped[uuid.UUID]
     environment: Mapped[str] = mapped_column(String(8))
-    business_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("businesses.id", ondelete="SET NULL"))
-    token_type_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("token_types.id", ondelete="CASCADE"))
+    business_id: Mapped[uuid.UUID | None]
+    token_type_id: Mapped[uuid.UUID]
     network: Mapped[str] = mapped_column(String(64))
     contract_address: Mapped[str] = mapped_column(String(42))
     chain_token_id: Mapped[int] = mapped_column(Uint256, default=0)  # 0 for a credit
@@ -78,7 +81,7 @@ class Operation(Timestamped, Base):
     # queued | submitted | mined | confirmed (the indexer saw it at the confirmation depth) | failed
     status: Mapped[str] = mapped_column(String(10), default="queued")
     error_code: Mapped[str | None] = mapped_column(String(32))
-    relayer_tx_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relayer_transactions.id"))
+    relayer_tx_id: Mapped[uuid.UUID | None]
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     log_index: Mapped[int | None] = mapped_column(Integer)
@@ -88,7 +91,7 @@ class Operation(Timestamped, Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relay_requests.id"))
     # A leg of an atomic exchange (`Exchange`): sent by the exchange pump, never by the token pump.
-    exchange_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("exchanges.id"), index=True)
+    exchange_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("exchanges.id"))
 
 
 class Exchange(Timestamped, Base):

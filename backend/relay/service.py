@@ -6,6 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import psycopg
 from eth_utils.address import to_checksum_address
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -234,16 +235,27 @@ def submit_many(
 _TABLE = Operation.metadata.tables[Operation.__tablename__]
 _INSERT = insert(_TABLE)
 _UNSET = dict.fromkeys(_TABLE.c.keys())  # every row names every column (one statement for all)
+_COPY = f"COPY {_TABLE.name} ({', '.join(_UNSET)}) FROM STDIN"
 
 
 def _insert(session: Session, ops: list[Operation]) -> None:
-    """Operation rows by a Core INSERT (multi-row for a batch): the unit of work's bookkeeping per
-    object costs more than the rows themselves (the objects stay outside the session, as the answer's
-    records)."""
+    """Operation rows outside the unit of work (its bookkeeping per object costs more than the rows;
+    the objects stay outside the session, as the answer's records): a batch's on Postgres by one
+    `COPY`, which binds no parameter per value and runs no statement per row (an executemany cost
+    50 µs of Postgres time per row); one row, or SQLite's, by a Core INSERT (prepared once per
+    connection, where a `COPY` is parsed each time)."""
     try:
-        rows = [{k: v for k, v in vars(op).items() if k[0] != "_"} for op in ops]
-        session.execute(_INSERT, rows)
-    except IntegrityError as exc:  # the same signed group, submitted at the same moment elsewhere
+        if len(ops) > 1 and session.get_bind().dialect.name == "postgresql":
+            driver = session.connection().connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
+                for op in ops:
+                    values = vars(op)
+                    copy.write_row([values[name] for name in _UNSET])
+        else:
+            session.execute(_INSERT, [{name: vars(op)[name] for name in _UNSET} for op in ops])
+    except (IntegrityError, psycopg.errors.UniqueViolation) as exc:
+        # the same signed group, submitted at the same moment elsewhere
         raise _ref_used() from exc
 
 
