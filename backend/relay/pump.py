@@ -69,9 +69,10 @@ from backend.users.service import wallet_context
 
 log = structlog.get_logger()
 POLL, IDLE_POLL = 0.05, 0.5  # seconds between looks at the queue: just after work, and when idle
-# After a transaction that took every queued operation, the next one waits this long: operations
-# accepted one per request then gather into one transaction instead of one each, and a transaction's
-# fixed work (lane, fees, gas, signature, receipt, its rows) is shared by all of them.
+# After a transaction that took every queued operation, the next one waits at least GATHER and until
+# a transaction has settled (at most IDLE_POLL): operations accepted one per request then gather into
+# one transaction instead of one each, more of them the busier the machine, and a transaction's fixed
+# work (lane, fees, gas, signature, receipt, its rows) is shared by all of them.
 GATHER = 0.05
 RECEIPT_POLL = 0.01  # seconds between looks for the receipts of transactions in flight
 GROUP_LIFETIME = 3600  # a platform-signed group's deadline, from signing
@@ -180,12 +181,10 @@ SETTLING = select(*SETTLED).where(
 
 @dataclass(frozen=True)
 class Progress:
-    """What a step of the pump did."""
+    """What a sending step of the pump did."""
 
     sent: bool = False  # a transaction went out
     full: bool = False  # one took as many operations as a transaction holds: more may be queued
-    settled: bool = False  # a transaction's operations took their outcome
-    in_flight: bool = False  # transactions still wait for their receipt
 
 
 class Pump:
@@ -197,11 +196,17 @@ class Pump:
         self.has_code: dict[str, bool] = {}
         self.contracts: dict[tuple[str, str], Contract] = {}
         self.gas_per_op: dict[tuple[str, str], float] = {}  # by (contract, kind of operation)
+        self.sent = threading.Event()  # a transaction was broadcast: its receipt is awaited
+        self.settled = threading.Event()  # a transaction's operations took their outcome
 
-    # --- the loop ---------------------------------------------------------------------------------
+    # --- the loops --------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        """Sends in this thread and settles in another: each waits on the database and the node much
+        of its time, and a batch's next transaction is claimed and signed while the last one's
+        receipt is read and recorded."""
         self.open(stop)
+        threading.Thread(target=self.settling, args=(stop,), name="relay-settle", daemon=True).start()
         pause = POLL
         while not stop.is_set():
             try:
@@ -212,17 +217,31 @@ class Pump:
                 stop.wait(1)
             if progress.full:
                 continue  # more are queued than one transaction holds: the next goes at once
-            if progress.sent or progress.settled:
+            if progress.sent:
                 pause = POLL
-                if progress.sent:
-                    stop.wait(GATHER)
+                stop.wait(GATHER)
+                self.settled.wait(IDLE_POLL)
                 continue
-            in_flight = progress.in_flight
-            # Idle: look less and less often, unless an operation is queued (this process, or another
-            # one through Postgres NOTIFY) or a receipt is awaited.
-            events.queued.wait(RECEIPT_POLL if in_flight else pause)
+            # Idle: look less and less often, unless an operation is queued (this process, another one
+            # through Postgres NOTIFY, or settling queued one again).
+            events.queued.wait(pause)
             events.queued.clear()
-            pause = POLL if in_flight else min(pause * 2, IDLE_POLL)
+            pause = min(pause * 2, IDLE_POLL)
+
+    def settling(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                settled, in_flight = self.settle()
+            except Exception:
+                log.exception("relay.settle_failed")
+                settled, in_flight = False, False
+                stop.wait(1)
+            if settled:
+                self.settled.set()
+                events.queued.set()  # operations may be queued again (out of gas, recovered)
+                continue
+            self.sent.wait(RECEIPT_POLL if in_flight else IDLE_POLL)
+            self.sent.clear()
 
     def open(self, stop: threading.Event) -> None:
         """Registers the lanes of the environments' networks and resyncs their nonces at start."""
@@ -241,8 +260,7 @@ class Pump:
         with self.runtime.sessions() as session:
             queues = _queues(session)
         sent = [self.pump(network, contract) for network, contract in queues]
-        settled, in_flight = self.settle()
-        return Progress(any(s is not None for s in sent), any(sent), settled, in_flight)
+        return Progress(any(s is not None for s in sent), any(sent))
 
     def chain(self, network: str) -> tuple[Chain, dict[str, LocalAccount]]:
         chain = self.runtime.chain(network)
@@ -268,7 +286,9 @@ class Pump:
                 return None
             raw = self._send(session, chain, lane, accounts[lane.address], contract, list(ops))
         if raw is not None:  # stored before broadcast: a crash from here on re-sends these bytes
+            self.settled.clear()
             broadcast(chain, raw)
+            self.sent.set()
         return len(ops) >= limit
 
     def _send(
@@ -470,8 +490,9 @@ class Pump:
         return progressed, waiting
 
     def _recover(self, chain: Chain, tx_id: uuid.UUID) -> bool:
-        """Settles a transaction the chain went past without mining it (see `recovery`)."""
-        with jobs.committed(self.runtime.sessions) as session:
+        """Settles a transaction the chain went past without mining it (see `recovery`); it may move
+        the lane's nonce, so it holds the lane as sending does."""
+        with lane_lease(self.runtime.engine), jobs.committed(self.runtime.sessions) as session:
             record = _lock_pending(session, tx_id)
             if record is None:
                 return False
