@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from backend.auth import throttle
@@ -129,6 +129,19 @@ _REVOKED = (
 _KEY_AND_BUSINESS = select(ApiKey, Business).join(Business, Business.id == ApiKey.business_id)
 _KEY_BY_HASH = _KEY_AND_BUSINESS.where(ApiKey.key_hash == bindparam("key_hash"))
 _KEY_BY_ID = _KEY_AND_BUSINESS.where(ApiKey.id == bindparam("key_id"))
+# The key's row only if no other transaction holds it: concurrent requests with the same key all see an
+# old `last_used_at`, and waiting for the first one's lock would serialise their whole transactions.
+_API_KEYS = ApiKey.metadata.tables[ApiKey.__tablename__]
+_STALE_KEY = (
+    select(_API_KEYS.c.id)
+    .where(
+        _API_KEYS.c.id == bindparam("key_id"),
+        or_(_API_KEYS.c.last_used_at.is_(None), _API_KEYS.c.last_used_at < bindparam("cutoff")),
+    )
+    .with_for_update(skip_locked=True, key_share=True)
+    .scalar_subquery()
+)
+_TOUCH_KEY = update(_API_KEYS).where(_API_KEYS.c.id == _STALE_KEY).values(last_used_at=bindparam("now"))
 
 
 def session_revoked(session: Session, session_id: uuid.UUID) -> bool:
@@ -171,8 +184,9 @@ def _usable(
     if business.status != "active":
         raise Forbidden("this business is suspended", code="business_suspended")
     now = utcnow()
-    if key.last_used_at is None or key.last_used_at < now - LAST_USED_PRECISION:
-        key.last_used_at = now  # written at most once a minute per key, with the request
+    cutoff = now - LAST_USED_PRECISION
+    if key.last_used_at is None or key.last_used_at < cutoff:  # written at most once a minute per key
+        session.execute(_TOUCH_KEY, {"key_id": key.id, "cutoff": cutoff, "now": now})
     return key, business
 
 
