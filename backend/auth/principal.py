@@ -279,15 +279,15 @@ class Auth:
 
 class Pending:
     """A caller whose credentials are read but not yet checked: calling it checks them (once) in the
-    calling thread, with the request's session. See `DeferredAuth`."""
+    calling thread, with the route's session. See `DeferredAuth`."""
 
-    def __init__(self, auth: "DeferredAuth", request: Request, session: Session) -> None:
-        self.auth, self.request, self.session = auth, request, session
+    def __init__(self, auth: "DeferredAuth", request: Request) -> None:
+        self.auth, self.request = auth, request
         self.principal: Principal | None = None
 
-    def __call__(self) -> Principal:
+    def __call__(self, session: Session) -> Principal:
         if self.principal is None:
-            self.principal = self.auth.check(self.request, self.session)
+            self.principal = self.auth.check(self.request, session)
         return self.principal
 
 
@@ -296,11 +296,17 @@ class DeferredAuth(Auth):
     commit (`Pending`): on the hottest routes, waking a pool thread costs as much as a query. The
     answers keep their order: the route calls the caller before anything else, and a request refused
     before that (invalid input) has its credentials checked first (`check_apart`, by the app's error
-    handlers), so bad credentials are told before anything about the input."""
+    handlers), so bad credentials are told before anything about the input. It takes no session: the
+    route opens its own (`then_commit`)."""
 
-    async def __call__(self, request: Request, session: DbSession, **_documented: object) -> Pending:  # type: ignore[override]
+    def __init__(self, *kinds: str, scope: str | None = None) -> None:
+        super().__init__(*kinds, scope=scope)
+        parameters = [p for p in self.__signature__.parameters.values() if p.name != "session"]
+        self.__signature__ = self.__signature__.replace(parameters=parameters)
+
+    async def __call__(self, request: Request, **_documented: object) -> Pending:  # type: ignore[override]
         request.state.deferred_auth = self  # the rule, not the `Pending`: no cycle through the request
-        return Pending(self, request, session)
+        return Pending(self, request)
 
     def check(self, request: Request, session: Session) -> Principal:
         request.state.auth_checked = True

@@ -2,6 +2,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, PROJECT, USER, AdminAuth, Auth, Principal
 from backend.kit.api import Page, Paging, app_settings, error_responses
@@ -67,8 +68,8 @@ async def create_redeem(
     settings = app_settings(request)
     assert caller.subject_id is not None
 
-    def work() -> dict[str, Any]:
-        made = service.redeem(session, settings, caller.tenant, caller.subject_id, body)  # type: ignore[arg-type]
+    def work(session: Session, principal: Principal) -> dict[str, Any]:
+        made = service.redeem(session, settings, principal.tenant, principal.subject_id, body)  # type: ignore[arg-type]
         return RedeemOut.model_validate(made).model_dump(mode="json", by_alias=True)
 
     dumped = body.model_dump(mode="json", by_alias=True)
