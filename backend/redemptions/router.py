@@ -1,7 +1,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, PROJECT, USER, AdminAuth, Auth, Principal
@@ -62,7 +62,7 @@ async def create_redeem(
     session: DbSession,
     caller: Redeemer,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Redeem an offer with a managed wallet: `PENDING`, then `PROCESSING` once sent, then `COMPLETED`
     or `FAILED` (the stock given back), following its operations."""
     settings = app_settings(request)
