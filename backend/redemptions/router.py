@@ -1,3 +1,4 @@
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -72,7 +73,7 @@ async def create_redeem(
         made = service.redeem(session, settings, principal.tenant, principal.subject_id, body)  # type: ignore[arg-type]
         return RedeemOut.model_validate(made).model_dump(mode="json", by_alias=True)
 
-    dumped = body.model_dump(mode="json", by_alias=True)
+    dumped = partial(body.model_dump, mode="json", by_alias=True)
     return await idempotent_answer(request, session, caller, idempotency_key, dumped, work)
 
 

@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -60,18 +61,21 @@ async def idempotent_answer(
     session: Session | None,
     caller: Principal | Pending,
     key: str | None,
-    body: Any,
+    body: Callable[[], Any],
     work: Callable[[Session, Principal], Any],
 ) -> Response:
-    """`work(session, caller)`'s answer, or the first answer to the same key and body; the caller's
-    check (when `Pending`), the work and the commit take one trip through the thread pool
-    (`then_commit`, in the request's `session` or, if None, one of its own): these are the hottest
-    routes of the API."""
+    """`work(session, caller)`'s answer, or the first answer to the same key and body (`body()`, read
+    only under a key); the caller's check (when `Pending`), the work and the commit take one trip
+    through the thread pool (`then_commit`, in the request's `session` or, if None, one of its own):
+    these are the hottest routes of the API."""
 
     def answer(session: Session) -> Response:
         principal = caller(session) if isinstance(caller, Pending) else caller
-        digest = request_hash(request.url.path, body)
-        claim = Claim(session, principal, key, digest) if key is not None else None
+        claim = (
+            Claim(session, principal, key, request_hash(request.url.path, body()))
+            if key is not None
+            else None
+        )
         if claim is not None and claim.answer is not None:
             return _accepted(claim.answer.encode())
         # orjson: the standard library's encoder cost a batch's answer as much as its records.
@@ -109,7 +113,7 @@ async def create(
     def work(session: Session, principal: Principal) -> dict[str, Any]:
         return record(service.submit(session, settings, principal.tenant, _actor(principal), body))
 
-    dumped = body.model_dump(mode="json", by_alias=True)
+    dumped = partial(body.model_dump, mode="json", by_alias=True)
     return await idempotent_answer(request, None, caller, idempotency_key, dumped, work)
 
 
@@ -151,7 +155,7 @@ async def create_batch(
         accepted = sum(1 for i in done if i["status"] == 202)
         return {"accepted": accepted, "refused": len(done) - accepted, "data": done}
 
-    return await idempotent_answer(request, None, caller, idempotency_key, body.operations, work)
+    return await idempotent_answer(request, None, caller, idempotency_key, lambda: body.operations, work)
 
 
 def _code(error: Any) -> str:
