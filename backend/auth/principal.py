@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from backend.auth import throttle
@@ -129,6 +129,19 @@ _REVOKED = (
 _KEY_AND_BUSINESS = select(ApiKey, Business).join(Business, Business.id == ApiKey.business_id)
 _KEY_BY_HASH = _KEY_AND_BUSINESS.where(ApiKey.key_hash == bindparam("key_hash"))
 _KEY_BY_ID = _KEY_AND_BUSINESS.where(ApiKey.id == bindparam("key_id"))
+# The key's row only if no other transaction holds it: concurrent requests with the same key all see an
+# old `last_used_at`, and waiting for the first one's lock would serialise their whole transactions.
+_API_KEYS = ApiKey.metadata.tables[ApiKey.__tablename__]
+_STALE_KEY = (
+    select(_API_KEYS.c.id)
+    .where(
+        _API_KEYS.c.id == bindparam("key_id"),
+        or_(_API_KEYS.c.last_used_at.is_(None), _API_KEYS.c.last_used_at < bindparam("cutoff")),
+    )
+    .with_for_update(skip_locked=True, key_share=True)
+    .scalar_subquery()
+)
+_TOUCH_KEY = update(_API_KEYS).where(_API_KEYS.c.id == _STALE_KEY).values(last_used_at=bindparam("now"))
 
 
 def session_revoked(session: Session, session_id: uuid.UUID) -> bool:
@@ -171,8 +184,9 @@ def _usable(
     if business.status != "active":
         raise Forbidden("this business is suspended", code="business_suspended")
     now = utcnow()
-    if key.last_used_at is None or key.last_used_at < now - LAST_USED_PRECISION:
-        key.last_used_at = now  # written at most once a minute per key, with the request
+    cutoff = now - LAST_USED_PRECISION
+    if key.last_used_at is None or key.last_used_at < cutoff:  # written at most once a minute per key
+        session.execute(_TOUCH_KEY, {"key_id": key.id, "cutoff": cutoff, "now": now})
     return key, business
 
 
@@ -265,15 +279,15 @@ class Auth:
 
 class Pending:
     """A caller whose credentials are read but not yet checked: calling it checks them (once) in the
-    calling thread, with the request's session. See `DeferredAuth`."""
+    calling thread, with the route's session. See `DeferredAuth`."""
 
-    def __init__(self, auth: "DeferredAuth", request: Request, session: Session) -> None:
-        self.auth, self.request, self.session = auth, request, session
+    def __init__(self, auth: "DeferredAuth", request: Request) -> None:
+        self.auth, self.request = auth, request
         self.principal: Principal | None = None
 
-    def __call__(self) -> Principal:
+    def __call__(self, session: Session) -> Principal:
         if self.principal is None:
-            self.principal = self.auth.check(self.request, self.session)
+            self.principal = self.auth.check(self.request, session)
         return self.principal
 
 
@@ -282,11 +296,17 @@ class DeferredAuth(Auth):
     commit (`Pending`): on the hottest routes, waking a pool thread costs as much as a query. The
     answers keep their order: the route calls the caller before anything else, and a request refused
     before that (invalid input) has its credentials checked first (`check_apart`, by the app's error
-    handlers), so bad credentials are told before anything about the input."""
+    handlers), so bad credentials are told before anything about the input. It takes no session: the
+    route opens its own (`then_commit`)."""
 
-    async def __call__(self, request: Request, session: DbSession, **_documented: object) -> Pending:  # type: ignore[override]
+    def __init__(self, *kinds: str, scope: str | None = None) -> None:
+        super().__init__(*kinds, scope=scope)
+        parameters = [p for p in self.__signature__.parameters.values() if p.name != "session"]
+        self.__signature__ = self.__signature__.replace(parameters=parameters)
+
+    async def __call__(self, request: Request, **_documented: object) -> Pending:  # type: ignore[override]
         request.state.deferred_auth = self  # the rule, not the `Pending`: no cycle through the request
-        return Pending(self, request, session)
+        return Pending(self, request)
 
     def check(self, request: Request, session: Session) -> Principal:
         request.state.auth_checked = True

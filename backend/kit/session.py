@@ -51,15 +51,20 @@ def _gate(request: Request) -> asyncio.Semaphore:
     return gate
 
 
-async def then_commit(request: Request, session: Session, work: Callable[[], T]) -> T:
-    """`work()` (sync, with I/O) and then the commit and dispatch, or the rollback if it raises, in one
-    trip through the thread pool instead of two: waking a pool thread is a good part of a short
-    request's CPU. What the dependency would do at the end of the request, done here."""
+async def then_commit(request: Request, work: Callable[[Session], T], session: Session | None = None) -> T:
+    """`work(session)` (sync, with I/O) and then the commit and dispatch, or the rollback if it raises,
+    in one trip through the thread pool instead of two: waking a pool thread is a good part of a short
+    request's CPU. What the dependency would do at the end of the request, done here. `session` is the
+    request's `DbSession`; a route that takes none (solving the generator dependency is a good part
+    too) gets one of its own here, through the same gate."""
+    if session is None:
+        async with _gate(request):
+            return await then_commit(request, work, request.app.state.runtime.sessions())
     dispatch = request.app.state.runtime.dispatch
 
     def run() -> T:
         try:
-            result = work()
+            result = work(session)
         except BaseException:
             _end(session, dispatch, commit=False)
             raise

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any
 
 from eth_hash.backends.pysha3 import PySha3Backend
@@ -26,6 +27,7 @@ HEX_ADDRESS = "^0x[0-9a-fA-F]{40}$"
 _keccak = PySha3Backend().keccak256
 
 
+@lru_cache(maxsize=8192)  # a tenant's holders come back request after request, batch after batch
 def checksum_address(value: str) -> str:
     """EIP-55 of a 0x-prefixed 40-digit hex address (its form checked by the caller): what eth_utils'
     `to_checksum_address` answers (tested against it), without its checks and conversions."""

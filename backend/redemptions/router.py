@@ -1,7 +1,9 @@
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, PROJECT, USER, AdminAuth, Auth, Principal
 from backend.kit.api import Page, Paging, app_settings, error_responses
@@ -61,17 +63,17 @@ async def create_redeem(
     session: DbSession,
     caller: Redeemer,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Redeem an offer with a managed wallet: `PENDING`, then `PROCESSING` once sent, then `COMPLETED`
     or `FAILED` (the stock given back), following its operations."""
     settings = app_settings(request)
     assert caller.subject_id is not None
 
-    def work() -> dict[str, Any]:
-        made = service.redeem(session, settings, caller.tenant, caller.subject_id, body)  # type: ignore[arg-type]
+    def work(session: Session, principal: Principal) -> dict[str, Any]:
+        made = service.redeem(session, settings, principal.tenant, principal.subject_id, body)  # type: ignore[arg-type]
         return RedeemOut.model_validate(made).model_dump(mode="json", by_alias=True)
 
-    dumped = body.model_dump(mode="json", by_alias=True)
+    dumped = partial(body.model_dump, mode="json", by_alias=True)
     return await idempotent_answer(request, session, caller, idempotency_key, dumped, work)
 
 

@@ -23,8 +23,8 @@ def request_hash(path: str, body: Any) -> str:
 
 
 class Claim:
-    """The key's record: `answer` is the first answer when this is a repeat, else None (then the
-    caller does the work and `keep`s its answer in the same transaction)."""
+    """The key's record: `answer` is the first answer (its JSON text) when this is a repeat, else None
+    (then the caller does the work and `keep`s its answer in the same transaction)."""
 
     def __init__(self, session: Session, principal: Principal, key: str, digest: str) -> None:
         if not key or len(key) > MAX_KEY or not key.isascii() or not key.isprintable():
@@ -64,8 +64,8 @@ class Claim:
             raise Conflict("this Idempotency-Key was used with another request", code="idempotency_conflict")
         # Unanswered: the first request was refused, yet its claim was kept (on SQLite, pysqlite commits
         # a savepoint opened before any other write): this request does the work again.
-        self.answer = json.loads(self.row.answer) if self.row.answer else None
+        self.answer = self.row.answer or None
 
-    def keep(self, answer: Any) -> None:
+    def keep(self, answer: str) -> None:
         assert self.row is not None
-        self.row.answer = json.dumps(answer, separators=(",", ":"))
+        self.row.answer = answer

@@ -1,13 +1,17 @@
 """/v1/transactions: token operations in, their records out."""
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
 
 from backend.auth.principal import ADMIN, AUDITOR, BUSINESS, USER, Auth, DeferredAuth, Pending, Principal
 from backend.kit.api import Page, Paging, app_settings, error_responses
@@ -54,28 +58,37 @@ def _actor(caller: Principal) -> service.Actor:
 
 async def idempotent_answer(
     request: Request,
-    session: DbSession,
+    session: Session | None,
     caller: Principal | Pending,
     key: str | None,
-    body: Any,
-    work: Any,
-) -> JSONResponse:
-    """`work()`'s answer, or the first answer to the same key and body; the caller's check (when
-    `Pending`), the work and the commit take one trip through the thread pool (`then_commit`): these
-    are the hottest routes of the API."""
+    body: Callable[[], Any],
+    work: Callable[[Session, Principal], Any],
+) -> Response:
+    """`work(session, caller)`'s answer, or the first answer to the same key and body (`body()`, read
+    only under a key); the caller's check (when `Pending`), the work and the commit take one trip
+    through the thread pool (`then_commit`, in the request's `session` or, if None, one of its own):
+    these are the hottest routes of the API."""
 
-    def answer() -> JSONResponse:
-        principal = caller() if isinstance(caller, Pending) else caller
-        digest = request_hash(request.url.path, body)
-        claim = Claim(session, principal, key, digest) if key is not None else None
+    def answer(session: Session) -> Response:
+        principal = caller(session) if isinstance(caller, Pending) else caller
+        claim = (
+            Claim(session, principal, key, request_hash(request.url.path, body()))
+            if key is not None
+            else None
+        )
         if claim is not None and claim.answer is not None:
-            return JSONResponse(claim.answer, status_code=202)
-        result = work()
+            return _accepted(claim.answer.encode())
+        # orjson: the standard library's encoder cost a batch's answer as much as its records.
+        answer = orjson.dumps(work(session, principal))
         if claim is not None:
-            claim.keep(result)
-        return JSONResponse(result, status_code=202)
+            claim.keep(answer.decode())
+        return _accepted(answer)
 
-    return await then_commit(request, session, answer)
+    return await then_commit(request, answer, session)
+
+
+def _accepted(body: bytes) -> Response:
+    return Response(body, status_code=202, media_type="application/json")
 
 
 @router.post("/prepare", response_model=Prepared, responses=error_responses(404, 409))
@@ -90,37 +103,33 @@ def prepare(body: Movement, request: Request, session: DbSession, caller: Mover)
 async def create(
     body: TransactionCreate,
     request: Request,
-    session: DbSession,
     caller: PendingMover,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Queue one operation: a business's mint (its custodial signer signs), an admin's mint for a
     business, a holder's signed transfer or burn, or a managed-wallet user's (the platform signs)."""
     settings = app_settings(request)
 
-    def work() -> dict[str, Any]:
-        principal = caller()  # checked by `idempotent_answer`, in this trip
+    def work(session: Session, principal: Principal) -> dict[str, Any]:
         return record(service.submit(session, settings, principal.tenant, _actor(principal), body))
 
-    dumped = body.model_dump(mode="json", by_alias=True)
-    return await idempotent_answer(request, session, caller, idempotency_key, dumped, work)
+    dumped = partial(body.model_dump, mode="json", by_alias=True)
+    return await idempotent_answer(request, None, caller, idempotency_key, dumped, work)
 
 
 @router.post("/batch", status_code=202, response_model=BatchOut, responses=error_responses(409))
 async def create_batch(
     body: BatchCreate,
     request: Request,
-    session: DbSession,
     caller: PendingMover,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Up to 1,000 operations, each accepted or refused on its own (`status` per item)."""
     if len(body.operations) > MAX_BATCH:
         raise PersError(f"a batch holds at most {MAX_BATCH} operations", code="batch_too_large", status=422)
     settings = app_settings(request)
 
-    def work() -> dict[str, Any]:
-        principal = caller()  # checked by `idempotent_answer`, in this trip
+    def work(session: Session, principal: Principal) -> dict[str, Any]:
         items: list[dict[str, Any] | None] = [None] * len(body.operations)
         valid: list[tuple[int, TransactionCreate]] = []
         for index, raw in enumerate(body.operations):
@@ -146,7 +155,7 @@ async def create_batch(
         accepted = sum(1 for i in done if i["status"] == 202)
         return {"accepted": accepted, "refused": len(done) - accepted, "data": done}
 
-    return await idempotent_answer(request, session, caller, idempotency_key, body.operations, work)
+    return await idempotent_answer(request, None, caller, idempotency_key, lambda: body.operations, work)
 
 
 def _code(error: Any) -> str:

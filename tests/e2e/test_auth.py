@@ -167,6 +167,11 @@ def test_admin_and_business_credentials(platform: Platform, tenant: TenantSessio
 
     business_session = bearer(session.json()["accessToken"])
     assert client.get("/v1/users", headers=business_session).status_code == 200
+    keys = f"/v1/businesses/{business['id']}/api-keys"
+    used = client.get(keys, headers=tenant.admin_headers).json()["data"][0]["lastUsedAt"]
+    assert used is not None  # written with a request it authenticated, then at most once a minute
+    assert client.get("/v1/users", headers={"X-API-Key": key["key"]}).status_code == 200
+    assert client.get(keys, headers=tenant.admin_headers).json()["data"][0]["lastUsedAt"] == used
     revoke = client.delete(
         f"/v1/businesses/{business['id']}/api-keys/{key['id']}", headers=tenant.admin_headers
     )
