@@ -2,6 +2,7 @@
 the pumps' wake-up when operations are queued."""
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,8 @@ log = structlog.get_logger()
 queued = threading.Event()
 CHANNEL = "pers_relay_queued"
 _NOTIFY = text(f"NOTIFY {CHANNEL}")
+NOTIFY_EVERY = 0.05  # seconds: the pump's gathering time (`pump.GATHER`)
+_notified = float("-inf")
 
 
 def notify_changed(session: Session, ops: Sequence[Any], event_type: str) -> None:
@@ -48,9 +51,15 @@ def notify_changed(session: Session, ops: Sequence[Any], event_type: str) -> Non
 
 def wake(session: Session) -> None:
     """Operations were queued in `session`'s transaction: this process's pump looks at once, the
-    other processes' once it commits (Postgres delivers a NOTIFY at commit, and only then)."""
+    other processes' once it commits (Postgres delivers a NOTIFY at commit, and only then). A process
+    notifies at most once per `NOTIFY_EVERY`: under load the pumps are busy or gathering for that long
+    anyway, and each NOTIFY is a round trip and a wake-up of every listener; an operation whose
+    notification was spared (or rolled back with another request) is found by the pumps' poll."""
+    global _notified
     queued.set()
-    if session.get_bind().dialect.name == "postgresql":
+    now = time.monotonic()
+    if session.get_bind().dialect.name == "postgresql" and now - _notified >= NOTIFY_EVERY:
+        _notified = now
         session.execute(_NOTIFY)
 
 
