@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import (
     ColumnElement,
     DateTime,
@@ -128,7 +129,15 @@ def make_engine(url: str) -> Engine:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+
+    @event.listens_for(engine, "connect")
+    def binary_lists(connection: Any, _: Any) -> None:
+        # Array parameters (`among`, the pump's outcomes) go in binary: psycopg's default for a list
+        # is text, each element dumped and quoted in Python (a thousand UUIDs: 1.9 ms, binary 0.3 ms).
+        connection.adapters.register_dumper(list, ListBinaryDumper)
+
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
