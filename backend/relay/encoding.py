@@ -85,10 +85,6 @@ def as_int(value: Any) -> int:
     return int(value, 16) if isinstance(value, str) else int(value)
 
 
-def as_bytes(value: Any) -> bytes:
-    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
-
-
 def field(raw: dict[str, Any], name: str) -> Any:
     """A raw answer's field: camelCase from a node, snake_case from the embedded EVM's provider."""
     if name in raw:

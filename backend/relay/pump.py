@@ -53,9 +53,10 @@ from backend.chain.operations import RECEIVER_GAS, Failure, Outcome, token
 from backend.chain.typed_data import Domain, TokenStandard, encoded_digest, sign
 from backend.kit import jobs
 from backend.kit.db import among, utcnow
+from backend.kit.types import keccak
 from backend.ops import metrics
 from backend.relay import events
-from backend.relay.encoding import EncodedGroup, as_bytes, as_int, encode_operation, execute_data, field
+from backend.relay.encoding import EncodedGroup, as_int, encode_operation, execute_data, field
 from backend.relay.lanes import broadcast, lane_lease, open_lanes, sign_on_lane
 from backend.relay.models import Lane, Operation, RelayerTransaction
 from backend.relay.recovery import consumed, recover
@@ -127,6 +128,7 @@ SETTLED = tuple(
     )
 )
 Op = Any  # a row of the CLAIMED or SETTLED columns
+Kind = tuple[str, bool]  # an operation's type, and whether its group is its own (`_kind`)
 # The loop's statements, built once (building one costs more CPU than running it).
 # The queues ((network, contract) with queued operations) one index probe each, in the queue index's
 # order: a DISTINCT reads every queued row, thousands of them while batches wait.
@@ -198,7 +200,7 @@ class Pump:
         self.domains: dict[str, Domain] = {}
         self.has_code: dict[str, bool] = {}
         self.contracts: dict[tuple[str, str], Contract] = {}
-        self.gas_per_op: dict[tuple[str, str], float] = {}  # by (contract, kind of operation)
+        self.gas_per_op: dict[tuple[str, Kind], float] = {}  # by (contract, kind of operation)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -586,9 +588,6 @@ class Pump:
                 if outcome is not None and outcome.failure is Failure.REF_USED:
                     outcome = consumed(chain, contract, op.signer, op.ref) or outcome
                 outcomes.append(_outcome_row(op, outcome, receipt))
-                metrics.observe_operation(
-                    op.network, outcomes[-1]["status"], (now - op.created_at).total_seconds()
-                )
             common = {
                 "gas_used": receipt.gas_used // len(ops),
                 "relayer_tx_id": record.id,
@@ -597,6 +596,8 @@ class Pump:
             _write_outcomes(session, outcomes, common)
             for status, event_type in (("mined", "transaction.mined"), ("failed", "transaction.failed")):
                 changed = [op for op, row in zip(ops, outcomes, strict=True) if row["status"] == status]
+                ages = [(now - op.created_at).total_seconds() for op in changed]
+                metrics.observe_operations(record.network, status, ages)
                 events.notify_changed(session, changed, event_type)
         return True
 
@@ -616,9 +617,9 @@ def _lock_pending(session: Session, tx_id: uuid.UUID) -> RelayerTransaction | No
     return session.scalar(LOCK_PENDING, {"tx_id": tx_id})
 
 
-def _kind(op: Op) -> str:
+def _kind(op: Op) -> "Kind":
     """What a gas model is kept for: the operation's type and whether its group is its own."""
-    return f"{op.type}:{'own' if op.signed_by == 'external' else 'shared'}"
+    return op.type, op.signed_by == "external"
 
 
 def _age(moment: datetime | None) -> float:
@@ -632,8 +633,9 @@ def _out_of_gas(record: RelayerTransaction, receipt: "Receipt") -> bool:
     return bool(receipt.gas_used >= limit - limit // 64)
 
 
-EXECUTED = bytes(Web3.keccak(text="OperationExecuted(bytes32,address)"))
-FAILED = bytes(Web3.keccak(text="OperationFailed(bytes32,address,uint8)"))
+# The topics of the token's outcome logs, as a node's answers spell them (0x and lower-case hex).
+EXECUTED = "0x" + keccak(b"OperationExecuted(bytes32,address)").hex()
+FAILED = "0x" + keccak(b"OperationFailed(bytes32,address,uint8)").hex()
 
 
 @dataclass(frozen=True)
@@ -652,7 +654,7 @@ class Receipt:
             as_int(field(raw, "status")),
             as_int(field(raw, "blockNumber")),
             as_int(field(raw, "gasUsed")),
-            "0x" + as_bytes(field(raw, "transactionHash")).hex(),
+            _hex(field(raw, "transactionHash")),
             list(raw["logs"]),
         )
 
@@ -661,24 +663,31 @@ NO_RECEIPT = Receipt(1, 0, 0, "", [])  # an outcome read from the logs, in a tra
 
 
 def _outcomes(address: str, receipt: Receipt) -> dict[tuple[str, str], Outcome]:
-    """`operations.outcomes` by (signer, ref), read straight from the topics: the token's own logs
-    only, without the generic ABI decoder (the hot path of settling thousands of operations)."""
+    """`operations.outcomes` by (signer, ref), read straight from the logs' hex text: the token's own
+    logs only, without the generic ABI decoder or a bytes conversion per field (the hot path of
+    settling thousands of operations)."""
     found = {}
-    wanted = as_bytes(address)
+    wanted, tx_hash = address.lower(), bytes.fromhex(receipt.tx_hash[2:])  # every log's transaction
     for entry in receipt.logs:
-        topics = [as_bytes(t) for t in entry["topics"]]
-        if as_bytes(entry["address"]) != wanted or len(topics) != 3:
+        topics = entry["topics"]
+        if len(topics) != 3 or _hex(entry["address"]) != wanted:
             continue
-        if topics[0] == EXECUTED:
+        topic = _hex(topics[0])
+        if topic == EXECUTED:
             failure = Failure.NONE
-        elif topics[0] == FAILED:
-            failure = Failure(int.from_bytes(as_bytes(entry["data"])[-32:], "big"))
+        elif topic == FAILED:
+            failure = Failure(int(_hex(entry["data"])[-64:], 16))
         else:
             continue
-        ref, signer = topics[1], "0x" + topics[2][-20:].hex()
-        tx_hash, index = as_bytes(field(entry, "transactionHash")), as_int(field(entry, "logIndex"))
-        found[(signer, "0x" + ref.hex())] = Outcome(ref, signer, failure, tx_hash, index)
+        ref, signer = _hex(topics[1]), "0x" + _hex(topics[2])[-40:]
+        index = as_int(field(entry, "logIndex"))
+        found[(signer, ref)] = Outcome(bytes.fromhex(ref[2:]), signer, failure, tx_hash, index)
     return found
+
+
+def _hex(value: Any) -> str:
+    """A raw answer's bytes as 0x and lower-case hex: a node's are text, the embedded EVM's bytes."""
+    return value.lower() if isinstance(value, str) else "0x" + bytes(value).hex()
 
 
 def _outcome_row(op: Op, outcome: Outcome | None, receipt: Receipt) -> dict[str, Any]:
@@ -692,7 +701,7 @@ def _outcome_row(op: Op, outcome: Outcome | None, receipt: Receipt) -> dict[str,
             "block_number": receipt.block_number,
             "log_index": None,
         }
-    tx_hash = HexBytes(outcome.tx_hash).to_0x_hex()
+    tx_hash = "0x" + outcome.tx_hash.hex()
     return {
         "op_id": op.id,
         "status": "mined" if outcome.failure is Failure.NONE else "failed",
