@@ -588,7 +588,7 @@ def _lock_pending(session: Session, tx_id: uuid.UUID) -> RelayerTransaction | No
     return session.scalar(LOCK_PENDING, {"tx_id": tx_id})
 
 
-def _kind(op: Op) -> "Kind":
+def _kind(op: Op) -> Kind:
     """What a gas model is kept for: the operation's type and whether its group is its own."""
     return op.type, op.signed_by == "external"
 
