@@ -3,17 +3,18 @@ soon as one fails. The relay calls `operations_changed` from `notify_changed`, i
 that changed them; the claim row is locked, so two transactions settling two operations of one claim
 cannot both see the other's as unfinished. The analytics rollups count the claims that settled."""
 
+import functools
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from backend.analytics import rollups
 from backend.auth.principal import TenantScope
 from backend.campaigns.models import Claim, ClaimOperation
 from backend.campaigns.schemas import ClaimOut
-from backend.kit.db import utcnow
+from backend.kit.db import among, utcnow
 from backend.relay.models import SETTLING_EVENTS, Operation
 from backend.webhooks import service as webhooks
 
@@ -25,10 +26,9 @@ DONE = {"mined", "confirmed"}
 def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type: str) -> None:
     if event_type not in SETTLING_EVENTS or not op_ids:
         return
-    paid = select(ClaimOperation.claim_id).where(ClaimOperation.operation_id.in_(op_ids))
-    query = select(Claim).where(Claim.id.in_(paid), Claim.status == "pending").order_by(Claim.id)
+    query = _paid_claims(session.get_bind().dialect.name)
     settled = []
-    for claim in session.scalars(query.with_for_update().execution_options(populate_existing=True)).all():
+    for claim in session.scalars(query, {"ids": list(op_ids)}).all():
         ops = select(Operation.status).where(Operation.id.in_([uuid.UUID(i) for i in claim.operation_ids]))
         statuses = set(session.scalars(ops))
         if "failed" in statuses:
@@ -43,3 +43,17 @@ def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type
         data = ClaimOut.model_validate(claim).model_dump(mode="json", by_alias=True)
         webhooks.emit(session, TenantScope(claim.tenant_id, claim.environment), f"claim.{claim.status}", data)
     rollups.claims_settled(session, settled)
+
+
+@functools.cache
+def _paid_claims(dialect: str) -> Select[Claim]:
+    """The pending claims the operations given as `ids` pay, locked: built once (built per settled
+    transaction, with a placeholder per operation, it was 6% of the worker's CPU)."""
+    paid = select(ClaimOperation.claim_id).where(among(ClaimOperation.__table__.c.operation_id, dialect))
+    return (
+        select(Claim)
+        .where(Claim.id.in_(paid), Claim.status == "pending")
+        .order_by(Claim.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )

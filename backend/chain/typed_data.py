@@ -11,8 +11,9 @@ from functools import cache
 from typing import Any
 
 from coincurve import PrivateKey, PublicKey
-from eth_hash.auto import keccak
 from eth_utils.address import is_address, to_checksum_address
+
+from backend.kit.types import keccak
 
 DOMAIN_VERSION = "1"
 _DOMAIN_FIELDS = [

@@ -10,7 +10,21 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, MetaData, Numeric, String, TypeDecorator, create_engine, event
+from psycopg.types.array import ListBinaryDumper
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Dialect,
+    MetaData,
+    Numeric,
+    String,
+    TypeDecorator,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -33,6 +47,16 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def among(column: ColumnElement[Any], dialect: str, name: str = "ids") -> ColumnElement[bool]:
+    """`column` is one of the list given as parameter `name` when the statement runs: one array
+    parameter on Postgres (a thousand placeholders cost more to render, convert and parse than the
+    statement costs to run, and the statement's text is the same whatever the list's length, so it
+    is built once), an expanding `IN (…)` elsewhere (SQLite)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -105,7 +129,15 @@ def make_engine(url: str) -> Engine:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+
+    @event.listens_for(engine, "connect")
+    def binary_lists(connection: Any, _: Any) -> None:
+        # Array parameters (`among`, the pump's outcomes) go in binary: psycopg's default for a list
+        # is text, each element dumped and quoted in Python (a thousand UUIDs: 1.9 ms, binary 0.3 ms).
+        connection.adapters.register_dumper(list, ListBinaryDumper)
+
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

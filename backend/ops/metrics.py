@@ -9,7 +9,7 @@ Two kinds, for processes that may run many times on many machines:
   nothing goes stale when a worker dies. Only API processes serve them; a worker's metrics port serves
   its events alone."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -63,9 +63,11 @@ def observe_request(method: str, route: str | None, status: int, seconds: float)
     HTTP_LATENCY.labels(method, template).observe(seconds)
 
 
-def observe_operation(network: str, outcome: str, seconds: float) -> None:
-    """For the relay: an operation reached `mined` or `failed` `seconds` after it was accepted."""
-    OPERATION_LATENCY.labels(network, outcome).observe(seconds)
+def observe_operations(network: str, outcome: str, seconds: Iterable[float]) -> None:
+    """For the relay: operations reached `mined` or `failed`, each `seconds` after it was accepted."""
+    histogram = OPERATION_LATENCY.labels(network, outcome)  # looked up once: a thousand cost 2% of the worker
+    for value in seconds:
+        histogram.observe(value)
 
 
 def add_gas_used(network: str, gas: int) -> None:

@@ -39,12 +39,20 @@ class EncodedGroup:
     signature: bytes
 
 
+@cache
+def _layout(standard: TokenStandard) -> str:
+    """The hex of one operation's words, to be formatted with (from, to, amount, ref, token id)."""
+    pad = "0" * 24  # an address's word starts with 12 zero bytes
+    words = {"from": pad + "{0}", "to": pad + "{1}", "amount": "{2:064x}", "ref": "{3}", "id": "{4:064x}"}
+    return "".join(words[name] for name in standard.fields)
+
+
 def encode_operation(
     standard: TokenStandard, from_: str, to: str, amount: int, ref: bytes, token_id: int = 0
 ) -> bytes:
-    """One operation's words, from addresses the API already checked (no checksum work here)."""
-    words = {"from": _address(from_), "to": _address(to), "id": _word(token_id), "amount": _word(amount)}
-    return b"".join(ref if name == "ref" else words[name] for name in standard.fields)
+    """One operation's words, from addresses the API already checked (no checksum work here), in one
+    conversion from hex (a word at a time cost twice as much)."""
+    return bytes.fromhex(_layout(standard).format(from_[2:], to[2:], amount, ref.hex(), token_id))
 
 
 def encode_group(standard: TokenStandard, group: SignedGroup) -> EncodedGroup:
@@ -83,10 +91,6 @@ def execute_data(standard: TokenStandard, groups: list[EncodedGroup]) -> str:
 def as_int(value: Any) -> int:
     """A quantity from a raw JSON-RPC answer (hex text) or an in-process provider (int)."""
     return int(value, 16) if isinstance(value, str) else int(value)
-
-
-def as_bytes(value: Any) -> bytes:
-    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
 
 
 def field(raw: dict[str, Any], name: str) -> Any:

@@ -75,7 +75,9 @@ def listen(engine: Engine, stop: threading.Event) -> None:
                 driver = connection.connection.driver_connection
                 assert driver is not None
                 while not stop.is_set():
-                    for _ in driver.notifies(timeout=1, stop_after=1):
+                    # One call a second, each notification as it comes (one call per notification
+                    # cost 4% of the worker while single requests each sent one).
+                    for _ in driver.notifies(timeout=1):
                         queued.set()
         except Exception:  # the database restarted: listen again
             log.exception("relay.listen_failed")

@@ -44,6 +44,10 @@ POLL = 0.1  # seconds between looks when idle
 LEG_LIFETIME = 15 * 60  # a leg's signed deadline: an unconsumed failed leg stays valid this long at most
 MAX_PER_TX = 50  # exchanges per transaction (≈101k gas each, with room for their budgets)
 REVERTS = (ContractLogicError, ContractCustomError, TransactionFailed, ValueError)
+# The networks with exchanges to send or settle: looked at ten times a second, so built once and run
+# without a session.
+EXCHANGES = Exchange.metadata.tables[Exchange.__tablename__]
+OPEN_NETWORKS = select(EXCHANGES.c.network).where(EXCHANGES.c.status.in_(("queued", "submitted"))).distinct()
 
 
 class ExchangePump:
@@ -63,10 +67,8 @@ class ExchangePump:
                 stop.wait(POLL)
 
     def step(self) -> bool:
-        with self.runtime.sessions() as session:
-            networks = session.scalars(
-                select(Exchange.network).where(Exchange.status.in_(("queued", "submitted"))).distinct()
-            ).all()
+        with self.runtime.engine.connect() as connection:
+            networks = connection.scalars(OPEN_NETWORKS).all()
         busy = False
         for network in networks:
             busy |= self.send(network)

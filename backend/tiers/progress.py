@@ -3,15 +3,16 @@ the unit of work that changed the operations. A mined mint makes the status `gra
 `validForDays` later), a mined burn `revoked` (the next grant counts the credits earned from then); a
 failed mint makes it `failed`, a failed burn leaves it `granted` for the expiry pass to try again."""
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from backend.auth.principal import TenantScope
-from backend.kit.db import utcnow
+from backend.kit.db import among, utcnow
 from backend.relay.models import SETTLING_EVENTS, Operation
 from backend.tiers.models import LifetimeEarning, StatusGrant, StatusTier
 from backend.tiers.service import described
@@ -23,15 +24,7 @@ MOVING = ("granting", "revoking")
 def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type: str) -> None:
     if event_type not in SETTLING_EVENTS or not op_ids:
         return
-    query = (
-        select(StatusGrant, StatusTier)
-        .join(StatusTier, StatusTier.id == StatusGrant.tier_id)
-        .where(StatusGrant.operation_id.in_(op_ids), StatusGrant.state.in_(MOVING))
-        .order_by(StatusGrant.id)
-        .with_for_update(of=StatusGrant)
-        .execution_options(populate_existing=True)
-    )
-    found = session.execute(query).all()
+    found = session.execute(_moving(session.get_bind().dialect.name), {"ids": list(op_ids)}).all()
     if not found:
         return
     failed = event_type == "transaction.failed"
@@ -55,6 +48,20 @@ def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type
         data = described(session, [membership])[0].model_dump(mode="json", by_alias=True)
         scope = TenantScope(membership.tenant_id, membership.environment)
         webhooks.emit(session, scope, f"status.{membership.state}", data)
+
+
+@functools.cache
+def _moving(dialect: str) -> Select[StatusGrant, StatusTier]:
+    """The memberships moving with the operations given as `ids`, locked: built once (built per
+    settled transaction, with a placeholder per operation, it was 4% of the worker's CPU)."""
+    return (
+        select(StatusGrant, StatusTier)
+        .join(StatusTier, StatusTier.id == StatusGrant.tier_id)
+        .where(among(StatusGrant.__table__.c.operation_id, dialect), StatusGrant.state.in_(MOVING))
+        .order_by(StatusGrant.id)
+        .with_for_update(of=StatusGrant)
+        .execution_options(populate_existing=True)
+    )
 
 
 def _error_codes(session: Session, op_ids: list[uuid.UUID | None]) -> dict[uuid.UUID | None, str | None]:
