@@ -49,6 +49,7 @@ from backend.relay.models import RelayerTransaction
 from backend.settings import Settings
 
 PASSWORD = "bench password of the relay"
+WARM_UP = 200  # single operations sent before the runs, not measured (`_warm_up`)
 
 
 class _Shop:
@@ -161,17 +162,29 @@ def _relay_run(
 ) -> tuple[float, list[float]]:
     count = sum(len(b["operations"]) if "operations" in b else 1 for b in bodies)
     requests = [encode("127.0.0.1", port, path, key, body) for body in bodies]
+    already = _mined(database, contract)
     meter.start()
     started = time.time()
     sent = asyncio.run(post_all("127.0.0.1", port, requests, clients))
     _wait(lambda: _unfinished(database, contract) == 0, "every operation settled", 600)
     elapsed = time.time() - started
     meter.stop()
-    if _mined(database, contract) != count:
+    if _mined(database, contract) - already != count:
         raise PersError("bench: operations failed on chain", code="bench_failed")
     finished = _settle_times(client, key, token_id)
     latencies = [(finished[i] - t) * 1000 for i, t in sent.items() if i in finished]
     return count / elapsed, latencies
+
+
+def _warm_up(
+    database: Engine, port: int, key: dict[str, str], contract: str, bodies: list[Any], clients: int
+) -> None:
+    """Operations sent and settled before a run, through the same path, not measured: each API
+    process's first requests (lazy imports, statement caches, its connection pool) are its start, not
+    its rate."""
+    requests = [encode("127.0.0.1", port, "/v1/transactions", key, body) for body in bodies]
+    asyncio.run(post_all("127.0.0.1", port, requests, clients))
+    _wait(lambda: _unfinished(database, contract) == 0, "the warm-up settled", 600)
 
 
 def _ops_per_tx(database: Engine, token_id: str) -> int:
@@ -322,6 +335,8 @@ def run(
             "postgres": lambda: _backends(server, db_url),
         }
         single_cpu, batch_cpu = Meter(processes), Meter(processes)
+        warm_up = [mint(shop.tokens[0], i) for i in range(WARM_UP)]
+        _warm_up(database, port, shop.key, shop.contracts[0], warm_up, clients)
         single_rate, latencies = _relay_run(
             database,
             client,
