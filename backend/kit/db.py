@@ -3,6 +3,7 @@
 One owner commits: the request's session dependency (or a task's unit of work) commits or rolls
 back; services only `flush()`."""
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import (
     ColumnElement,
@@ -26,10 +28,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 UINT256_MAX = 2**256 - 1
 POOL_SIZE, MAX_OVERFLOW = 10, 10
+PING_IDLE_AFTER = 5.0  # seconds a Postgres connection lies idle before its next checkout pings it
 POOL_CAPACITY = POOL_SIZE + MAX_OVERFLOW  # connections one engine hands out at most
 
 NAMING = {
@@ -129,7 +133,24 @@ def make_engine(url: str) -> Engine:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+
+    @event.listens_for(engine, "checkin")
+    def idle_since(_: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(connection: Any, record: Any, _: Any) -> None:
+        # A connection that served a moment ago is alive: a ping on every checkout was a round trip
+        # per request. One idle for `PING_IDLE_AFTER` may have outlived a database restart: a failed
+        # ping makes the pool replace it (a fresh connection has no `idle_since`).
+        if time.monotonic() - record.info.get("idle_since", float("inf")) < PING_IDLE_AFTER:
+            return
+        try:
+            connection.execute("SELECT 1")
+            connection.rollback()
+        except psycopg.OperationalError as exc:
+            raise DisconnectionError("the connection did not answer its ping") from exc
 
     @event.listens_for(engine, "connect")
     def binary_lists(connection: Any, _: Any) -> None:

@@ -24,7 +24,7 @@ log = structlog.get_logger()
 queued = threading.Event()
 CHANNEL = "pers_relay_queued"
 _NOTIFY = text(f"NOTIFY {CHANNEL}")
-NOTIFY_EVERY = 0.1  # seconds: the pump's gathering time (`pump.GATHER`)
+NOTIFY_EVERY = 0.15  # seconds: the pump's gathering time (`pump.GATHER`)
 _notified = float("-inf")
 
 

@@ -73,7 +73,7 @@ POLL, IDLE_POLL = 0.05, 0.5  # seconds between looks at the queue: just after wo
 # a transaction has settled (at most IDLE_POLL): operations accepted one per request then gather into
 # one transaction instead of one each, more of them the busier the machine, and a transaction's fixed
 # work (lane, fees, gas, signature, receipt, its rows) is shared by all of them.
-GATHER = 0.1
+GATHER = 0.15
 RECEIPT_POLL = 0.01  # seconds between looks for the receipts of transactions in flight
 GROUP_LIFETIME = 3600  # a platform-signed group's deadline, from signing
 # Operations of one kind (type, and who signs) cost a steady gas each: once a large enough transaction
