@@ -289,7 +289,8 @@ def run(
         "PERS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
     broker = os.environ.get("PERS_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
-    # The API runs as in production: one process per core, their rate limits shared through Redis.
+    # The API runs as in production: a process per core and one more (a process runs one relay request
+    # at a time on its event loop's thread: `kit.session.then_commit`), rate limits shared through Redis.
     redis = os.environ.get("PERS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
     with ExitStack() as stack:
         rpc_url, anvil = stack.enter_context(_anvil())
@@ -303,7 +304,7 @@ def run(
             "PERS_DATABASE_URL": db_url,
             "PERS_BROKER_URL": broker,
             "PERS_REDIS_URL": redis,
-            "PERS_API_WORKERS": os.environ.get("PERS_API_WORKERS") or str(os.cpu_count() or 1),
+            "PERS_API_WORKERS": os.environ.get("PERS_API_WORKERS") or str((os.cpu_count() or 1) + 1),
             "PERS_QUEUE": queue,
             "PERS_NETWORK": "local",
             "PERS_LOCAL_RPC_URL": rpc_url,
