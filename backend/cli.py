@@ -761,6 +761,8 @@ def serve(api: Any, host: str, port: int, trusted_proxies: list[str], processes:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from backend.kit.http_protocol import HttpProtocol
+
     class Server(uvicorn.Server):
         @contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -781,9 +783,7 @@ def serve(api: Any, host: str, port: int, trusted_proxies: list[str], processes:
         forwarded_allow_ips=trusted_proxies or [],
         factory=processes > 1,
         workers=processes,
-        # h11, not httptools: httptools answers a control character in a header with a bare 400 before
-        # the app sees it, where the API answers with its error codes (`invalid_idempotency_key`).
-        http="h11",
+        http=HttpProtocol,
         # The supervisor kills a process that does not answer its ping in time, and a new one must
         # start Python and import the app before it can answer: on a loaded machine that took more than
         # uvicorn's 5 s, and a killed process's successor met the same fate (a restart loop that burnt

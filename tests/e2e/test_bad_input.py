@@ -1,5 +1,7 @@
 """Bad input is answered with a 4xx and a specific code, and changes nothing (on both stacks)."""
 
+import json
+import socket
 from typing import Any
 
 import pytest
@@ -233,3 +235,28 @@ def test_user_search_text_is_literal(platform: Platform, tenant: TenantSession) 
     found = client.get("/v1/users", params={"q": "a_b%"}, headers=headers).json()
     assert sorted(u["externalId"] for u in found["data"]) == ["A_B%c", "a_b%"]
     assert client.get("/v1/users", params={"q": "%"}, headers=headers).json()["meta"]["total"] == 2
+
+
+def test_a_request_that_is_not_valid_http_is_answered_with_a_code(
+    production_platform: Platform, tenant: TenantSession
+) -> None:
+    """The production server's parser refuses what HTTP forbids before the app sees it (a control
+    character in a header value); its answer is the API's, a code in a JSON body, and nothing moves."""
+    before = snapshot(production_platform, tenant)
+    url = production_platform.client.base_url
+    body = b'{"name": "Shop"}'
+    request = (
+        b"POST /v1/businesses HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+        b"Authorization: %s\r\nIdempotency-Key: bad\x01key\r\nContent-Length: %d\r\n\r\n%s"
+        % (url.host.encode(), tenant.admin_headers["Authorization"].encode(), len(body), body)
+    )
+    with socket.create_connection((url.host, url.port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(4096):  # the server closes the connection after its answer
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(payload)["error"]["code"] == "malformed_request"
+    assert snapshot(production_platform, tenant) == before
