@@ -4,7 +4,7 @@ id's supply against the sum of its holders' `balanceOf`), all at the mirror's ow
 event mapped to an operation of the books or flagged external. The API runs it on the platform's node;
 `pers audit verify` on any node the auditor trusts.
 
-The mirror is read in one snapshot (REPEATABLE READ on Postgres), so an indexer writing meanwhile
+The mirror is read in one snapshot (`kit.db.read_snapshot`), so an indexer writing meanwhile
 cannot make it disagree with itself."""
 
 from collections import defaultdict
@@ -22,6 +22,7 @@ from backend.audit.schemas import Counts, EventCounts, Mismatch, UnmatchedEvent,
 from backend.auth.principal import TenantScope
 from backend.balances import service as balances
 from backend.chain.client import Chain
+from backend.kit.db import read_snapshot
 from backend.kit.errors import ChainUnavailable, PersError
 from indexer import reads
 
@@ -43,8 +44,7 @@ def verify(
 ) -> VerifyReport:
     """The report for `scope`, checked on `chain_of(network)`'s node."""
     with sessions() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        read_snapshot(session)
         return _Verification(session, scope, chain_of, progress).run()
 
 

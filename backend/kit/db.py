@@ -161,6 +161,16 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def read_snapshot(session: Session) -> None:
+    """Every read of the session's transaction from one snapshot, whatever commits meanwhile:
+    REPEATABLE READ on Postgres; on SQLite a deferred BEGIN, which WAL holds to the snapshot of its
+    first read (pysqlite itself begins only at the first write: each read alone saw the latest commit)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        session.connection().exec_driver_sql("BEGIN")
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
