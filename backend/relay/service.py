@@ -28,7 +28,7 @@ from backend.relay.schemas import Movement, Prepared, TransactionCreate
 from backend.settings import Settings
 from backend.tokens.models import TokenType
 from backend.users.models import User
-from backend.users.service import link_user, user_by_wallet
+from backend.users.service import link_user, user_id_by_wallet
 
 PREPARED_LIFETIME = 15 * 60  # seconds a prepared group stays valid
 MAX_DEADLINE_AHEAD = 24 * 3600
@@ -63,7 +63,7 @@ class _Context:
     tokens: dict[uuid.UUID, TokenType] = field(default_factory=dict)
     businesses: dict[uuid.UUID, Business] = field(default_factory=dict)
     users: dict[uuid.UUID, User] = field(default_factory=dict)
-    wallets: dict[str, User | None] = field(default_factory=dict)  # recipients' users, by address
+    wallets: dict[str, uuid.UUID | None] = field(default_factory=dict)  # recipients' user ids, by address
     linked: set[uuid.UUID] = field(default_factory=set)
 
     def token(self, token_id: uuid.UUID) -> TokenType:
@@ -90,19 +90,19 @@ class _Context:
             self.businesses[business_id] = business
         return self.businesses[business_id]
 
-    def user_by_wallet(self, address: str) -> User | None:
+    def user_id_by_wallet(self, address: str) -> uuid.UUID | None:
         if address not in self.wallets:
-            self.wallets[address] = user_by_wallet(self.session, self.scope, address)
+            self.wallets[address] = user_id_by_wallet(self.session, self.scope, address)
         return self.wallets[address]
 
     def prefetch_wallets(self, addresses: set[str]) -> None:
         """One query for a batch's recipients instead of one per operation."""
-        query = select(User).where(
+        query = select(User.wallet_address, User.id).where(
             User.tenant_id == self.scope.tenant_id,
             User.environment == self.scope.environment,
             User.wallet_address.in_(addresses),
         )
-        found = {u.wallet_address: u for u in self.session.scalars(query)}
+        found = {wallet: user_id for wallet, user_id in self.session.execute(query)}
         self.wallets.update({a: found.get(a) for a in addresses})
 
     def user(self, user_id: uuid.UUID) -> User:
@@ -331,12 +331,13 @@ def _draft(context: _Context, token: TokenType, body: Movement) -> Operation:
     sender = ZERO_ADDRESS if body.type == "mint" else body.from_
     if body.type == "mint" and body.from_ is not None:
         raise Refused("a mint has no `from`", code="invalid_value")
-    if recipient is None and to != ZERO_ADDRESS and actor.kind == BUSINESS:
-        recipient = context.user_by_wallet(to)
+    recipient_id = recipient.id if recipient is not None else None
+    if recipient_id is None and to != ZERO_ADDRESS and actor.kind == BUSINESS:
+        recipient_id = context.user_id_by_wallet(to)
     business = actor.subject_id if actor.kind == BUSINESS else None
-    if recipient is not None and business is not None and recipient.id not in context.linked:
-        link_user(context.session, scope, business, recipient.id)  # the business serves them
-        context.linked.add(recipient.id)
+    if recipient_id is not None and business is not None and recipient_id not in context.linked:
+        link_user(context.session, scope, business, recipient_id)  # the business serves them
+        context.linked.add(recipient_id)
     return _new_operation(
         id=uuid.uuid4(),
         tenant_id=scope.tenant_id,
@@ -349,7 +350,7 @@ def _draft(context: _Context, token: TokenType, body: Movement) -> Operation:
         from_address=sender or ZERO_ADDRESS,
         to_address=to,
         amount=body.amount,
-        recipient_user_id=recipient.id if recipient is not None else None,
+        recipient_user_id=recipient_id,
         business_id=actor.subject_id if actor.kind == BUSINESS else body.business_id,
         status="queued",
         created_at=utcnow(),

@@ -158,6 +158,31 @@ def test_idempotency_key_repeats_the_answer_and_refuses_another_body(platform: P
     assert {r.json()["error"]["code"] for r in refused} == {"signature_required"}
 
 
+def test_a_mint_to_a_users_wallet_names_the_user_and_the_business_serves_them(platform: Platform) -> None:
+    """A business's mint `to` an address that is a user's wallet (single or in a batch) records the user
+    as its recipient and links the business to them; an address no user holds names nobody."""
+    shop = open_shop(platform, "Wallets")
+    client, admin = platform.client, shop.tenant.admin_headers
+    other = client.post("/v1/businesses", json={"name": "Other"}, headers=admin).json()
+    other_key = client.post(f"/v1/businesses/{other['id']}/api-keys", json={"name": "k"}, headers=admin)
+    wallets = [Account.create().address for _ in range(2)]
+    users = [
+        client.post("/v1/users", json={"walletAddress": w}, headers={"X-API-Key": other_key.json()["key"]})
+        for w in wallets
+    ]
+    ids = [u.json()["id"] for u in users]
+    assert [client.get(f"/v1/users/{i}", headers=shop.key).status_code for i in ids] == [404, 404]
+    single = mint(platform, shop, wallets[0], "3")
+    assert single["recipientUserId"] == ids[0]
+    stranger = Account.create().address
+    ops = [
+        {"type": "mint", "tokenId": shop.credit_id, "to": to, "amount": "1"} for to in (wallets[1], stranger)
+    ]
+    batch = client.post("/v1/transactions/batch", json={"operations": ops}, headers=shop.key).json()["data"]
+    assert [item["transaction"]["recipientUserId"] for item in batch] == [ids[1], None]
+    assert [client.get(f"/v1/users/{i}", headers=shop.key).status_code for i in ids] == [200, 200]
+
+
 def test_a_prepared_transfer_signed_by_a_wallet_library_is_mined(platform: Platform) -> None:
     shop = open_shop(platform, "Prep")
     holder: LocalAccount = Account.create()
