@@ -52,8 +52,16 @@ USER_DAYS_LOCK = 0x5E75  # the advisory lock class (two-key form: apart from the
 def claims_settled(session: Session, claim_ids: Sequence[uuid.UUID]) -> None:
     if claim_ids:
         connection = _connection(session)
-        _claims(connection, Claim.id.in_(claim_ids))
+        _claims(connection, Claim.id.in_(claim_ids), 1)
         _new_user_days(connection, Claim.id.in_(claim_ids))
+
+
+def claims_unsettled(session: Session, claim_ids: Sequence[uuid.UUID]) -> None:
+    """Settled claims about to settle otherwise (a completed one whose operation a reorg took off the
+    chain, and whose second run failed): their counts come off; their user days stay (a settled claim
+    of either outcome makes the day)."""
+    if claim_ids:
+        _claims(_connection(session), Claim.id.in_(claim_ids), -1)
 
 
 def operations_changed(session: Session, op_ids: Sequence[uuid.UUID], event_type: str) -> None:
@@ -75,7 +83,7 @@ def redeems_settled(session: Session, redeem_ids: Sequence[uuid.UUID]) -> None:
 
 def backfill(connection: Connection) -> None:
     """Every settled fact into empty rollups."""
-    _claims(connection, Claim.status.in_(SETTLED_CLAIMS))
+    _claims(connection, Claim.status.in_(SETTLED_CLAIMS), 1)
     _all_user_days(connection, Claim.status.in_(SETTLED_CLAIMS))
     connection.execute(_operations(connection.dialect.name, Operation.status.in_(SETTLED_OPERATIONS), 1))
     _redeems(connection, Redeem.status.in_(SETTLED_REDEEMS))
@@ -126,11 +134,11 @@ def _scope(dialect: str, fact: Any) -> list[ColumnElement[Any]]:
     ]
 
 
-def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.count(case((condition, 1)))
+def _count(condition: ColumnElement[bool], sign: int) -> ColumnElement[int]:
+    return func.count(case((condition, 1))) * sign
 
 
-def _claims(connection: Connection, where: ColumnElement[bool]) -> None:
+def _claims(connection: Connection, where: ColumnElement[bool], sign: int) -> None:
     scope = _scope(connection.dialect.name, Claim)
     counted = (
         select(
@@ -139,8 +147,8 @@ def _claims(connection: Connection, where: ColumnElement[bool]) -> None:
             Claim.business_id.label("business_id"),
             Trigger.type.label("trigger_type"),
             func.coalesce(Claim.trigger_source_id, literal(NONE)).label("trigger_source_id"),
-            _count(Claim.status == "completed").label("completed"),
-            _count(Claim.status == "failed").label("failed"),
+            _count(Claim.status == "completed", sign).label("completed"),
+            _count(Claim.status == "failed", sign).label("failed"),
         )
         .select_from(Claim)
         .join(Trigger, Trigger.id == Claim.trigger_id)

@@ -1,21 +1,27 @@
 """The indexer completes the relay's lifecycle, on `pers up`'s stack (in process) and beside the
 production processes (`pers indexer`): a mined operation becomes `confirmed`, and one whose block a
 reorg dropped goes back to `submitted`, is sent again (the stored bytes, or their fee-bumped
-replacement) and is confirmed."""
+replacement) and is confirmed; a completed claim whose mint a reorg dropped and whose second run
+failed becomes `failed`, in the analytics too."""
 
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from eth_account import Account
+from sqlalchemy import create_engine, func, select
 
 from backend import mirror
+from backend.analytics.models import ClaimDay
 from backend.runtime import current
 from backend.settings import PROJECT_ROOT
+from backend.tenants.models import TenantEnvironment
 from indexer import process
+from tests.e2e.test_campaigns import campaign_of, member, ok, settled_claim
 from tests.e2e.test_relay import mint, open_shop, settled
 from tests.platform import Platform, wait_for
 
@@ -80,3 +86,62 @@ def test_mined_operations_are_confirmed_and_reorged_ones_sent_again(platform: Pl
         again = status(dropped["id"], "confirmed")
     assert shop.credit.functions.balanceOf(holder).call() == 12
     assert again["ref"] == dropped["ref"] and again["confirmedAt"] is not None
+
+
+def test_a_completed_claim_whose_mint_a_reorg_dropped_and_then_failed_fails(
+    production_platform: Platform,
+) -> None:
+    platform = production_platform
+    assert platform.env is not None
+    shop = open_shop(platform, "Reorged")
+    campaign = campaign_of(platform, shop, amount="4")
+    someone = member(platform, shop)
+    body = {"campaignId": campaign["id"], "userId": someone["id"]}
+    snapshot = rpc(platform, "evm_snapshot")
+    claim = ok(platform.client.post("/v1/campaigns/claims", json=body, headers=shop.key), 202)
+    assert settled_claim(platform, shop, claim["id"])["status"] == "completed"
+    engine = create_engine(platform.env["PERS_DATABASE_URL"])
+
+    def counted() -> tuple[int, int]:
+        with engine.connect() as connection:
+            row = connection.execute(
+                select(func.sum(ClaimDay.completed), func.sum(ClaimDay.failed)).where(
+                    ClaimDay.tenant_id == uuid.UUID(shop.tenant.id)
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    assert counted() == (1, 0)
+    # The mint's block leaves the chain; the token is paused on the new one, so the mint's second
+    # run (the same stored bytes) reverts.
+    rpc(platform, "evm_revert", snapshot)
+    with engine.connect() as connection:
+        admin = connection.execute(
+            select(TenantEnvironment.admin_address).where(
+                TenantEnvironment.tenant_id == uuid.UUID(shop.tenant.id),
+                TenantEnvironment.environment == "test",
+            )
+        ).scalar_one()
+    rpc(platform, "anvil_impersonateAccount", admin)
+    rpc(platform, "anvil_setBalance", admin, hex(10**18))
+    try:
+        paused = shop.credit.functions.pause().transact({"from": admin})
+        assert platform.w3.eth.wait_for_transaction_receipt(paused)["status"] == 1
+        for _ in range(3):
+            rpc(platform, "evm_mine")
+        with indexer(platform):
+            failed = wait_for(
+                lambda: ok(platform.client.get(f"/v1/campaigns/claims/{claim['id']}", headers=shop.key)),
+                lambda c: c["status"] == "failed",
+                "the claim failing",
+            )
+        op = ok(platform.client.get(f"/v1/transactions/{claim['operationIds'][0]}", headers=shop.key))
+        assert (op["status"], op["errorCode"]) == ("failed", "execution_reverted")
+        assert failed["finishedAt"] is not None
+        assert counted() == (0, 1)
+        assert shop.credit.functions.balanceOf(someone["walletAddress"]).call() == 0
+        unpaused = shop.credit.functions.unpause().transact({"from": admin})
+        assert platform.w3.eth.wait_for_transaction_receipt(unpaused)["status"] == 1
+    finally:
+        rpc(platform, "anvil_stopImpersonatingAccount", admin)
+        engine.dispose()
