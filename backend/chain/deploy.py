@@ -1,5 +1,6 @@
 """Platform deployment (idempotent, recorded per network) and tenant contract creation through the factory."""
 
+import fcntl
 import json
 from dataclasses import dataclass
 from enum import IntEnum
@@ -48,8 +49,18 @@ class PlatformDeployment:
 def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeployment:
     """Deploys the factory (which deploys and locks the token implementations and deploys the exchange
     router) unless the record names every platform contract and they still have code on this chain,
-    and registers the chain's relayer with it; nothing is sent when both are already so."""
+    and registers the chain's relayer with it; nothing is sent when both are already so. The processes
+    sharing the record (workers, the API, the indexer, `pers chain deploy`) take turns: two workers
+    starting on a new network once deployed a platform each, and tokens made by one factory refused
+    the other's exchange router (`NotExchangeRouter`)."""
     record = record or chain.network.deployments
+    record.parent.mkdir(parents=True, exist_ok=True)
+    with open(record.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        return _deploy_platform(chain, record)
+
+
+def _deploy_platform(chain: Chain, record: Path) -> PlatformDeployment:
     existing = _read_record(record)
     if (
         existing
@@ -71,8 +82,9 @@ def deploy_platform(chain: Chain, record: Path | None = None) -> PlatformDeploym
         ROUTER: factory.functions.exchangeRouter().call(),
     }
     deployment = PlatformDeployment(chain.network.name, chain.chain_id, contracts, deployed_now=True)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(deployment.as_json(), indent=2) + "\n")
+    written = record.with_suffix(".tmp")
+    written.write_text(json.dumps(deployment.as_json(), indent=2) + "\n")
+    written.replace(record)  # whole: the indexer reads the record without the lock
     return deployment
 
 
