@@ -19,10 +19,10 @@ from backend import mirror
 from backend.analytics.models import ClaimDay
 from backend.runtime import current
 from backend.settings import PROJECT_ROOT
-from backend.tenants.models import TenantEnvironment
 from indexer import process
 from tests.e2e.test_campaigns import campaign_of, member, ok, settled_claim
 from tests.e2e.test_relay import mint, open_shop, settled
+from tests.e2e.test_relay_inactive_tokens import tenant_admin
 from tests.platform import Platform, wait_for
 
 
@@ -115,33 +115,24 @@ def test_a_completed_claim_whose_mint_a_reorg_dropped_and_then_failed_fails(
     # The mint's block leaves the chain; the token is paused on the new one, so the mint's second
     # run (the same stored bytes) reverts.
     rpc(platform, "evm_revert", snapshot)
-    with engine.connect() as connection:
-        admin = connection.execute(
-            select(TenantEnvironment.admin_address).where(
-                TenantEnvironment.tenant_id == uuid.UUID(shop.tenant.id),
-                TenantEnvironment.environment == "test",
-            )
-        ).scalar_one()
-    rpc(platform, "anvil_impersonateAccount", admin)
-    rpc(platform, "anvil_setBalance", admin, hex(10**18))
     try:
-        paused = shop.credit.functions.pause().transact({"from": admin})
-        assert platform.w3.eth.wait_for_transaction_receipt(paused)["status"] == 1
-        for _ in range(3):
-            rpc(platform, "evm_mine")
-        with indexer(platform):
-            failed = wait_for(
-                lambda: ok(platform.client.get(f"/v1/campaigns/claims/{claim['id']}", headers=shop.key)),
-                lambda c: c["status"] == "failed",
-                "the claim failing",
-            )
-        op = ok(platform.client.get(f"/v1/transactions/{claim['operationIds'][0]}", headers=shop.key))
-        assert (op["status"], op["errorCode"]) == ("failed", "execution_reverted")
-        assert failed["finishedAt"] is not None
-        assert counted() == (0, 1)
-        assert shop.credit.functions.balanceOf(someone["walletAddress"]).call() == 0
-        unpaused = shop.credit.functions.unpause().transact({"from": admin})
-        assert platform.w3.eth.wait_for_transaction_receipt(unpaused)["status"] == 1
+        with tenant_admin(platform, shop) as admin:
+            paused = shop.credit.functions.pause().transact({"from": admin})
+            assert platform.w3.eth.wait_for_transaction_receipt(paused)["status"] == 1
+            for _ in range(3):
+                rpc(platform, "evm_mine")
+            with indexer(platform):
+                failed = wait_for(
+                    lambda: ok(platform.client.get(f"/v1/campaigns/claims/{claim['id']}", headers=shop.key)),
+                    lambda c: c["status"] == "failed",
+                    "the claim failing",
+                )
+            op = ok(platform.client.get(f"/v1/transactions/{claim['operationIds'][0]}", headers=shop.key))
+            assert (op["status"], op["errorCode"]) == ("failed", "execution_reverted")
+            assert failed["finishedAt"] is not None
+            assert counted() == (0, 1)
+            assert shop.credit.functions.balanceOf(someone["walletAddress"]).call() == 0
+            unpaused = shop.credit.functions.unpause().transact({"from": admin})
+            assert platform.w3.eth.wait_for_transaction_receipt(unpaused)["status"] == 1
     finally:
-        rpc(platform, "anvil_stopImpersonatingAccount", admin)
         engine.dispose()

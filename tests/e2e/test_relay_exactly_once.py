@@ -12,7 +12,8 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,27 @@ def faults(
         log.append(f"fault schedule broke: {exc!r}")
 
 
+@contextmanager
+def chaos_stack(tmp_path: Path, redis_url: str, workers: int) -> Iterator[tuple[Stack, Server, Server, str]]:
+    """The production processes (two lanes) on a database, a broker and a node of the test's own, which
+    the faults stop and restart: (stack, node, broker, database URL)."""
+    with (
+        throwaway_postgres(migrated=True) as database_url,
+        private_redis() as broker,
+        running_anvil(tmp_path / "anvil-state.json") as node,
+        production_stack(
+            tmp_path,
+            database_url,
+            f"redis://127.0.0.1:{broker.port}/0",
+            redis_url,
+            f"http://127.0.0.1:{node.port}",
+            workers=workers,
+            relay_lanes="2",
+        ) as stack,
+    ):
+        yield stack, node, broker, database_url
+
+
 def lanes_without_gaps(connection: Connection, platform: Platform) -> None:
     """No nonce used twice, nothing left pending, and no gap: the chain's count is ours."""
     used = connection.execute(
@@ -118,20 +140,7 @@ def test_mints_end_exactly_once_while_workers_die_the_node_stops_and_the_broker_
 ) -> None:
     seed = int.from_bytes(os.urandom(4))
     rng = random.Random(seed)
-    with (
-        throwaway_postgres(migrated=True) as database_url,
-        private_redis() as broker,
-        running_anvil(tmp_path / "anvil-state.json") as node,
-        production_stack(
-            tmp_path,
-            database_url,
-            f"redis://127.0.0.1:{broker.port}/0",
-            redis_url,
-            f"http://127.0.0.1:{node.port}",
-            workers=workers,
-            relay_lanes="2",
-        ) as stack,
-    ):
+    with chaos_stack(tmp_path, redis_url, workers) as (stack, node, broker, database_url):
         platform = stack.platform
         shop = open_shop(platform, "Chaos")
         distinct = submissions(rng, shop)
@@ -220,20 +229,7 @@ def test_redeems_end_exactly_once_while_workers_die_the_node_stops_and_the_broke
 ) -> None:
     seed = int.from_bytes(os.urandom(4))
     rng = random.Random(seed)
-    with (
-        throwaway_postgres(migrated=True) as database_url,
-        private_redis() as broker,
-        running_anvil(tmp_path / "anvil-state.json") as node,
-        production_stack(
-            tmp_path,
-            database_url,
-            f"redis://127.0.0.1:{broker.port}/0",
-            redis_url,
-            f"http://127.0.0.1:{node.port}",
-            workers=2,
-            relay_lanes="2",
-        ) as stack,
-    ):
+    with chaos_stack(tmp_path, redis_url, 2) as (stack, node, broker, database_url):
         platform = stack.platform
         shop = open_shop(platform, "Exchanges")
         users = [

@@ -3,6 +3,8 @@
 the chain's code and nothing minted."""
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from eth_account import Account
 from sqlalchemy import create_engine, func, select, update
@@ -12,7 +14,7 @@ from backend.relay.models import Operation
 from backend.runtime import current
 from backend.tenants.models import TenantEnvironment
 from backend.tokens.models import TokenType
-from tests.e2e.test_relay import mint, open_shop, settled
+from tests.e2e.test_relay import Shop, mint, open_shop, settled
 from tests.platform import Platform
 
 
@@ -48,6 +50,29 @@ def test_a_pending_or_failed_token_refuses_operations_at_the_api(platform: Platf
     assert shop.credit.functions.balanceOf(holder).call() == 3
 
 
+@contextmanager
+def tenant_admin(platform: Platform, shop: Shop) -> Iterator[str]:
+    """The tenant's admin wallet on the production stack's anvil, impersonated and funded for the
+    block: its own transactions (a pause) go straight to the chain."""
+    assert platform.env is not None
+    engine = create_engine(platform.env["PERS_DATABASE_URL"])
+    with engine.connect() as connection:
+        admin: str = connection.execute(
+            select(TenantEnvironment.admin_address).where(
+                TenantEnvironment.tenant_id == uuid.UUID(shop.tenant.id),
+                TenantEnvironment.environment == "test",
+            )
+        ).scalar_one()
+    engine.dispose()
+    rpc = platform.w3.provider.make_request
+    rpc("anvil_impersonateAccount", [admin])  # type: ignore[arg-type]
+    rpc("anvil_setBalance", [admin, hex(10**18)])  # type: ignore[arg-type]
+    try:
+        yield admin
+    finally:
+        rpc("anvil_stopImpersonatingAccount", [admin])  # type: ignore[arg-type]
+
+
 def test_a_token_paused_on_chain_fails_its_operations_and_mints_nothing(
     production_platform: Platform,
 ) -> None:
@@ -56,17 +81,7 @@ def test_a_token_paused_on_chain_fails_its_operations_and_mints_nothing(
     shop = open_shop(platform, "Paused")
     holder = Account.create().address
     engine = create_engine(platform.env["PERS_DATABASE_URL"])
-    with engine.connect() as connection:
-        admin = connection.execute(
-            select(TenantEnvironment.admin_address).where(
-                TenantEnvironment.tenant_id == uuid.UUID(shop.tenant.id),
-                TenantEnvironment.environment == "test",
-            )
-        ).scalar_one()
-    rpc = platform.w3.provider.make_request
-    rpc("anvil_impersonateAccount", [admin])  # type: ignore[arg-type]
-    rpc("anvil_setBalance", [admin, hex(10**18)])  # type: ignore[arg-type]
-    try:
+    with tenant_admin(platform, shop) as admin:
         paused = shop.credit.functions.pause().transact({"from": admin})
         assert platform.w3.eth.wait_for_transaction_receipt(paused)["status"] == 1
         failed = [mint(platform, shop, holder, str(n + 1))["id"] for n in range(3)]
@@ -76,8 +91,6 @@ def test_a_token_paused_on_chain_fails_its_operations_and_mints_nothing(
         assert shop.credit.functions.balanceOf(holder).call() == 0
         resumed = shop.credit.functions.unpause().transact({"from": admin})
         assert platform.w3.eth.wait_for_transaction_receipt(resumed)["status"] == 1
-    finally:
-        rpc("anvil_stopImpersonatingAccount", [admin])  # type: ignore[arg-type]
     assert settled(platform, shop.key, mint(platform, shop, holder, "5")["id"])["status"] == "mined"
     assert shop.credit.functions.balanceOf(holder).call() == 5
     with engine.connect() as connection:
